@@ -1,0 +1,1 @@
+"""surge-bench harness: CLI, run config, runner, results database, reports."""

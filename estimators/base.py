@@ -1,0 +1,125 @@
+"""The estimator API: what every gradient estimator is, and the sign it surrogates.
+
+Two kinds of estimator share one interface, :meth:`Estimator.layer_forward`, which
+a binarized layer calls with itself and its real-valued input:
+
+* :class:`ElementwiseEstimator` replaces d sign(x)/dx by the derivative of a
+  surrogate function; it binarizes weights and activations separately and then
+  runs the layer's ordinary op on the binary tensors.
+* layer-level estimators (SURGE) see the whole layer: its input, its weights and
+  any per-layer state they attach (``aux_weight``).
+
+Estimators are dataclasses; their init fields are their hyperparameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from estimators.layers import BinaryLayer
+
+GradFn = Optional[Callable[[Tensor], Tensor]]
+
+
+def binary_sign(x: Tensor) -> Tensor:
+    """sign with sign(0) = +1, so the result is exactly +-1 (torch.sign(0) is 0)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+class _SignWithSurrogateGrad(torch.autograd.Function):
+    """Forward: binary_sign(x). Backward: g * grad_fn(x), or g itself for grad_fn None."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, grad_fn: GradFn) -> Tensor:
+        ctx.grad_fn = grad_fn
+        if grad_fn is not None:
+            ctx.save_for_backward(x)
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if ctx.grad_fn is None:
+            return grad, None
+        (x,) = ctx.saved_tensors
+        return grad * ctx.grad_fn(x), None
+
+
+def sign_with_surrogate_grad(x: Tensor, grad_fn: GradFn) -> Tensor:
+    """binary_sign(x) whose backward multiplies the upstream gradient by grad_fn(x)."""
+    return _SignWithSurrogateGrad.apply(x, grad_fn)
+
+
+@dataclasses.dataclass
+class Estimator:
+    """Base of all estimators. Subclasses are dataclasses whose fields are hyperparameters."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    #: False only for the full-precision reference: binarize_model then patches nothing.
+    binarizes: ClassVar[bool] = True
+    #: True when the backward depends on the training progress p (EDE, ReSTE, FDA).
+    scheduled: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        self.progress = 0.0
+
+    def hparams(self) -> dict:
+        """The hyperparameters as a plain dict (what a run config records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def set_progress(self, p: float) -> None:
+        """Training progress p in [0, 1]; schedules are functions of p, never of epochs."""
+        self.progress = float(p)
+
+    def attach(self, layers: "list[BinaryLayer]") -> None:
+        """Add per-layer state once the model is patched (layers in module order)."""
+
+    def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class ElementwiseEstimator(Estimator):
+    """An estimator that replaces d sign(x)/dx by a closed-form surrogate derivative.
+
+    Subclasses define :meth:`surrogate` (the soft function whose derivative is used,
+    for plots) and :meth:`activation_grad` (its closed-form derivative). Weights use
+    the same derivative unless ``weights_use_identity`` is set, in which case the
+    weight gradient passes straight through (the paper's choice for weights).
+    """
+
+    weights_use_identity: ClassVar[bool] = False
+
+    def surrogate(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def activation_grad(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def activation_grad_fn(self) -> GradFn:
+        return self.activation_grad
+
+    def weight_grad_fn(self) -> GradFn:
+        return None if self.weights_use_identity else self.activation_grad_fn()
+
+    def binarize_activation(self, x: Tensor) -> Tensor:
+        return sign_with_surrogate_grad(x, self.activation_grad_fn())
+
+    def binarize_weight(self, w: Tensor) -> Tensor:
+        return sign_with_surrogate_grad(w, self.weight_grad_fn())
+
+    def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
+        x_binary = self.binarize_activation(x)
+        w_binary = self.binarize_weight(layer.weight) * layer.weight_scale()
+        return layer.functional(x_binary, w_binary, layer.bias)
+
+
+def check_positive(estimator: Estimator, *names: str) -> None:
+    for field in names:
+        value = getattr(estimator, field)
+        if not value > 0:
+            raise ValueError(f"{estimator.name}: {field} must be > 0, got {value!r}")

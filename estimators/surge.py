@@ -1,0 +1,171 @@
+"""SURGE: Dual-Path Gradient Compensator (DPGC) with an Adaptive Gradient Scaler (AGS).
+
+Paper: Huang, Liu, Yang, Li, Yang, Liu, Chen, Fu, Zhang 2026, "SURGE: Surrogate
+Gradient Adaptation in Binary Neural Networks", ICML 2026, arXiv:2605.10989.
+
+A layer-level estimator. For a binarized layer y = op(x, W) (conv2d or linear):
+
+    f_b = op(sign(x), alpha * sign(W))       binary main path, trained with ``base``
+    f_a = op(x, W_a)                         full-precision auxiliary path on the real input
+    y   = f_b + lambda f_a - stopgrad(lambda f_a)
+
+    forward    y = f_b exactly (f_a is never computed: its value cancels)
+    backward   with delta = dL/dy,
+               g_b     = op_x^T(delta, alpha sign(W)) * base'(x)     (clipped STE by default)
+               g_a     = op_x^T(delta, W_a)                          (not clipped)
+               lambda  = eta ||g_b||_2 / (||g_a||_2 + 1e-8)          per layer, per step (AGS)
+               dL/dx   = g_b + lambda g_a
+               dL/dW   = alpha op_W^T(sign(x), delta)                 (the base estimator's)
+               dL/dW_a = lambda op_W^T(x, delta)
+
+All four backward products and lambda are computed inside one autograd Function, so
+lambda is the exact one of the same step; the cost is 1 forward + 4 backward products
+against STE's 1 + 2. In ``model.eval()`` (or without grad) the layer is the base
+estimator's binary layer and ``aux_weight`` is not touched.
+
+Choices the paper leaves open, exposed as hyperparameters (defaults first):
+  eta = 0.1          the AGS ratio ||lambda g_a|| / ||g_b||; see the README for the
+                     sweep that chose it
+  base = "clipped_ste"   the main path's elementwise estimator; with the auxiliary
+                     path off SURGE equals it exactly
+  shared_aux = False     True: W_a is the latent weight W itself (no extra
+                     parameters; then dL/dW = base grad + lambda op_W^T(x, delta))
+  fixed_lambda = None    a number switches AGS off (the fixed-lambda ablation)
+  last_k = None          DPGC only in the last k binarized layers (ablation)
+  ags = "exact"          "previous": use last step's lambda of the layer (detached),
+                     the cheap reading of the paper; the first step uses its own
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from estimators.base import ElementwiseEstimator, Estimator, binary_sign
+from estimators.layers import BinaryLayer
+from estimators.registry import ESTIMATORS
+
+AGS_TIMINGS = ("exact", "previous")
+_NORM_EPS = 1e-8
+
+
+class _DualPath(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, aux_weight, bias, layer, surge):
+        ctx.layer, ctx.surge = layer, surge
+        ctx.save_for_backward(x, weight, aux_weight)
+        ctx.has_bias = bias is not None
+        w_binary = binary_sign(weight) * layer.weight_scale()
+        return layer.functional(binary_sign(x), w_binary, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, aux_weight = ctx.saved_tensors
+        layer, surge = ctx.layer, ctx.surge
+        base: ElementwiseEstimator = surge.base_estimator
+        shared = aux_weight is None
+        need_x, need_w, need_aux, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1], \
+            ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        grad_out = grad_out.contiguous()
+
+        scale = layer.weight_scale()
+        w_binary = binary_sign(weight) * scale
+        grad_x_b, grad_w_b = layer.backward_products(grad_out, binary_sign(x), w_binary, True, need_w)
+        x_grad_fn = base.activation_grad_fn()
+        if x_grad_fn is not None:
+            grad_x_b = grad_x_b * x_grad_fn(x)
+
+        need_w_a = need_aux or (shared and need_w)
+        grad_x_a, grad_w_a = layer.backward_products(
+            grad_out, x, weight if shared else aux_weight, True, need_w_a
+        )
+        lam = surge.ags_lambda(layer, grad_x_b, grad_x_a)
+
+        grad_x = grad_x_b + lam * grad_x_a if need_x else None
+        grad_w = grad_aux = None
+        if need_w:
+            grad_w = grad_w_b * scale
+            w_grad_fn = base.weight_grad_fn()
+            if w_grad_fn is not None:
+                grad_w = grad_w * w_grad_fn(weight)
+            if shared:
+                grad_w = grad_w + lam * grad_w_a
+        if need_aux:
+            grad_aux = lam * grad_w_a
+        grad_bias = layer.bias_grad(grad_out) if (ctx.has_bias and need_bias) else None
+        return grad_x, grad_w, grad_aux, grad_bias, None, None
+
+
+@ESTIMATORS.register("surge")
+@dataclass
+class SURGE(Estimator):
+    eta: float = 0.1
+    base: str = "clipped_ste"
+    shared_aux: bool = False
+    fixed_lambda: Optional[float] = None
+    last_k: Optional[int] = None
+    ags: str = "exact"
+
+    name = "surge"
+    paper = "Huang et al. 2026 (SURGE), ICML 2026, arXiv:2605.10989"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from estimators import build  # the base is built through the same registry
+
+        if self.eta < 0:
+            raise ValueError(f"surge: eta must be >= 0, got {self.eta}")
+        if self.fixed_lambda is not None and self.fixed_lambda < 0:
+            raise ValueError(f"surge: fixed_lambda must be >= 0, got {self.fixed_lambda}")
+        if self.last_k is not None and self.last_k < 1:
+            raise ValueError(f"surge: last_k must be >= 1, got {self.last_k}")
+        if self.ags not in AGS_TIMINGS:
+            raise ValueError(f"surge: unknown ags {self.ags!r}; valid choices: {', '.join(AGS_TIMINGS)}")
+        base = build(self.base)
+        if not isinstance(base, ElementwiseEstimator):
+            raise ValueError(f"surge: base must be an elementwise estimator, got {self.base!r}")
+        self.base_estimator = base
+
+    def set_progress(self, p: float) -> None:
+        super().set_progress(p)
+        self.base_estimator.set_progress(p)
+
+    @property
+    def scheduled(self) -> bool:  # type: ignore[override]
+        return self.base_estimator.scheduled
+
+    def attach(self, layers: list[BinaryLayer]) -> None:
+        """Give the last k (default: all) binarized layers their auxiliary path."""
+        chosen = layers if self.last_k is None else layers[-self.last_k:]
+        for layer in layers:
+            layer.dpgc = False
+        for layer in chosen:
+            if not layer.supports_backward_products:
+                raise ValueError(
+                    f"surge: layer {layer} is not supported (needs padding_mode='zeros' and numeric padding)"
+                )
+            layer.dpgc = True
+            layer.last_lambda = None
+            if self.shared_aux:
+                layer.aux_weight = None
+            else:
+                layer.aux_weight = nn.Parameter(layer.weight.detach().clone())
+
+    def ags_lambda(self, layer: BinaryLayer, grad_x_b: Tensor, grad_x_a: Tensor) -> Tensor:
+        """lambda of this step for this layer (and remember it for logging / 'previous')."""
+        if self.fixed_lambda is not None:
+            lam = grad_x_b.new_tensor(self.fixed_lambda)
+        else:
+            lam = self.eta * grad_x_b.norm() / (grad_x_a.norm() + _NORM_EPS)
+        previous = layer.last_lambda
+        layer.last_lambda = lam.detach()
+        if self.ags == "previous" and previous is not None:
+            return previous
+        return lam
+
+    def layer_forward(self, layer: BinaryLayer, x: Tensor) -> Tensor:
+        if not (getattr(layer, "dpgc", False) and layer.training and torch.is_grad_enabled()):
+            return self.base_estimator.layer_forward(layer, x)
+        return _DualPath.apply(x, layer.weight, layer.aux_weight, layer.bias, layer, self)
