@@ -38,4 +38,4 @@ class ClippedSTE(ElementwiseEstimator):
         return x.clamp(-self.c, self.c)
 
     def activation_grad(self, x: Tensor) -> Tensor:
-        return (x.abs() <= self.c).to(x.dtype)
+        return x.abs().le_(self.c)  # in-place compare keeps the float dtype (bool masks are slow on CPU)

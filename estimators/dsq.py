@@ -54,5 +54,5 @@ class DSQ(ElementwiseEstimator):
         return torch.where(x.abs() <= 1, self.s * torch.tanh(self.k * x), torch.sign(x))
 
     def activation_grad(self, x: Tensor) -> Tensor:
-        grad = self.s * self.k * (1 - torch.tanh(self.k * x) ** 2)
-        return torch.where(x.abs() <= 1, grad, torch.zeros_like(x))
+        tanh = torch.tanh(x * self.k)
+        return tanh.mul_(tanh).sub_(1).mul_(x.abs().le_(1)).mul_(-self.s * self.k)

@@ -55,4 +55,5 @@ class EDE(ElementwiseEstimator):
 
     def activation_grad(self, x: Tensor) -> Tensor:
         t = self.t
-        return self.k * t * (1 - torch.tanh(t * x) ** 2)
+        tanh = torch.tanh(x * t)
+        return tanh.mul_(tanh).sub_(1).mul_(-self.k * t)

@@ -11,7 +11,8 @@ sign is a square wave; its Fourier series truncated at n + 1 terms is the surrog
     schedule  n = n_start + floor((n_end - n_start) p)
 
 The sum is evaluated in closed form, sum_{i=0..n} cos((2i+1)u) = sin(2(n+1)u) / (2 sin u)
-(n + 1 at u = 0), so the backward costs two transcendental ops per element, not n + 1.
+(n + 1 at u = 0), so the backward costs two transcendental ops per element, not n + 1
+(valid while w |x| < pi, which w <= 1 guarantees on |x| <= 1).
 Applied to: weights and activations. FDA-BNN's noise-adaptation module (an extra
 learned branch) is an operator variant and not included.
 Hyperparameters: w = 0.1 (as in BiBench), n_start = 9, n_end = 18.
@@ -42,6 +43,8 @@ class FDA(ElementwiseEstimator):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(self, "w")
+        if self.w > 1:
+            raise ValueError(f"fda: w must be <= 1 (the closed-form sum needs w |x| < pi), got {self.w}")
         if not 0 <= self.n_start <= self.n_end:
             raise ValueError(f"fda: need 0 <= n_start <= n_end, got {self.n_start}, {self.n_end}")
 
@@ -57,9 +60,9 @@ class FDA(ElementwiseEstimator):
         return 4 / math.pi * total
 
     def activation_grad(self, x: Tensor) -> Tensor:
+        # sin(2Tu) / (2 sin u), T = n + 1 terms, u = w x; at u = 0 it is 0/0 = nan, whose
+        # limit is T (sin u != 0 elsewhere since |u| <= w < pi inside the clip).
         terms = self.n + 1
-        u = self.w * x
-        sin_u = torch.sin(u)
-        safe = torch.where(sin_u == 0, torch.ones_like(sin_u), sin_u)
-        cos_sum = torch.where(sin_u == 0, torch.full_like(x, float(terms)), torch.sin(2 * terms * u) / (2 * safe))
-        return torch.where(x.abs() <= 1, 4 * self.w / math.pi * cos_sum, torch.zeros_like(x))
+        u = x * self.w
+        cos_sum = torch.sin(u * (2 * terms)).div_(torch.sin(u).mul_(2)).nan_to_num_(nan=terms)
+        return cos_sum.mul_(x.abs().le_(1)).mul_(4 * self.w / math.pi)

@@ -101,6 +101,11 @@ def binarize_model(
     exclude = list(exclude)
     candidates = [(n, m) for n, m in model.named_modules() if type(m) in _BINARY_CLASS]
     keep = rule(candidates)
+    unpatchable = {
+        n: f"{type(m).__name__} is a subclass of {'Conv2d' if isinstance(m, nn.Conv2d) else 'Linear'}: not patched"
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and type(m) not in _BINARY_CLASS
+    }
     for name, _ in candidates:
         if name not in keep and any(fnmatch(name, pattern) for pattern in exclude):
             keep[name] = "excluded by pattern"
@@ -110,11 +115,12 @@ def binarize_model(
         chosen = []
 
     replaced: dict[int, BinaryLayer] = {}
-    for name, module in chosen:
+    for _, module in chosen:
         if id(module) not in replaced:
             replaced[id(module)] = _BINARY_CLASS[type(module)].from_module(module, estimator, weight_scale)
+    estimator.attach(list(replaced.values()))  # may reject a layer: the model is still untouched
+    for name, module in chosen:
         _set_submodule(model, name, replaced[id(module)])
-    estimator.attach([layer for _, layer in binary_layers(model)])
 
     return BinarizationRecord(
         estimator=estimator.name,
@@ -123,7 +129,7 @@ def binarize_model(
         weight_scale=weight_scale,
         exclude=exclude,
         binarized=[n for n, _ in chosen],
-        full_precision={n: keep[n] for n, _ in candidates if n in keep},
+        full_precision={**{n: keep[n] for n, _ in candidates if n in keep}, **unpatchable},
     )
 
 

@@ -57,7 +57,11 @@ class ReSTE(ElementwiseEstimator):
         return torch.where(a <= _THRESHOLD, inner, power)
 
     def activation_grad(self, x: Tensor) -> Tensor:
-        o, a = self.o, x.abs()
-        power = a.clamp(min=_THRESHOLD) ** ((1 - o) / o) / o
-        grad = torch.where(a <= _THRESHOLD, torch.full_like(x, _THRESHOLD ** ((1 - o) / o)), power)
-        return torch.where(a <= self.t, grad, torch.zeros_like(x))
+        o = self.o
+        inside = x.abs().le_(self.t)  # float masks: bool ones are slow on CPU
+        if o == 1:  # p = 0: a clipped STE with c = t
+            return inside
+        # (1/o) max(|x|, 0.1)^((1-o)/o), times o below the threshold where the paper drops 1/o
+        factor = x.abs().le_(_THRESHOLD).mul_(1 - 1 / o).add_(1 / o)
+        power = x.abs().clamp_(min=_THRESHOLD).log_().mul_((1 - o) / o).exp_()  # 2x faster than pow
+        return power.mul_(factor).mul_(inside)

@@ -33,7 +33,9 @@ Choices the paper leaves open, exposed as hyperparameters (defaults first):
   fixed_lambda = None    a number switches AGS off (the fixed-lambda ablation)
   last_k = None          DPGC only in the last k binarized layers (ablation)
   ags = "exact"          "previous": use last step's lambda of the layer (detached),
-                     the cheap reading of the paper; the first step uses its own
+                     the paper's cheap reading; the first step uses its own. Here it
+                     saves no compute (both norms are still taken for the next step);
+                     it exists to ablate the timing, not for speed
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ class _DualPath(torch.autograd.Function):
         grad_x_b, grad_w_b = layer.backward_products(grad_out, binary_sign(x), w_binary, True, need_w)
         x_grad_fn = base.activation_grad_fn()
         if x_grad_fn is not None:
-            grad_x_b = grad_x_b * x_grad_fn(x)
+            grad_x_b.mul_(x_grad_fn(x))
 
         need_w_a = need_aux or (shared and need_w)
         grad_x_a, grad_w_a = layer.backward_products(
@@ -83,17 +85,17 @@ class _DualPath(torch.autograd.Function):
         )
         lam = surge.ags_lambda(layer, grad_x_b, grad_x_a)
 
-        grad_x = grad_x_b + lam * grad_x_a if need_x else None
+        grad_x = grad_x_a.mul_(lam).add_(grad_x_b) if need_x else None
         grad_w = grad_aux = None
         if need_w:
-            grad_w = grad_w_b * scale
+            grad_w = grad_w_b.mul_(scale)
             w_grad_fn = base.weight_grad_fn()
             if w_grad_fn is not None:
-                grad_w = grad_w * w_grad_fn(weight)
+                grad_w.mul_(w_grad_fn(weight))
             if shared:
-                grad_w = grad_w + lam * grad_w_a
+                grad_w.add_(grad_w_a.mul_(lam))
         if need_aux:
-            grad_aux = lam * grad_w_a
+            grad_aux = grad_w_a.mul_(lam)
         grad_bias = layer.bias_grad(grad_out) if (ctx.has_bias and need_bias) else None
         return grad_x, grad_w, grad_aux, grad_bias, None, None
 
@@ -139,18 +141,18 @@ class SURGE(Estimator):
     def attach(self, layers: list[BinaryLayer]) -> None:
         """Give the last k (default: all) binarized layers their auxiliary path."""
         chosen = layers if self.last_k is None else layers[-self.last_k:]
-        for layer in layers:
-            layer.dpgc = False
         for layer in chosen:
             if not layer.supports_backward_products:
                 raise ValueError(
                     f"surge: layer {layer} is not supported (needs padding_mode='zeros' and numeric padding)"
                 )
-            layer.dpgc = True
+        for layer in layers:
+            layer.dpgc = False
+            layer.aux_weight = None
             layer.last_lambda = None
-            if self.shared_aux:
-                layer.aux_weight = None
-            else:
+        for layer in chosen:
+            layer.dpgc = True
+            if not self.shared_aux:
                 layer.aux_weight = nn.Parameter(layer.weight.detach().clone())
 
     def ags_lambda(self, layer: BinaryLayer, grad_x_b: Tensor, grad_x_a: Tensor) -> Tensor:

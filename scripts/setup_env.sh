@@ -13,3 +13,13 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 # torch/torchvision come from the local wheel store when the machine has one (see DEPENDENCIES).
 pip install --quiet --disable-pip-version-check -e "$spec"
+
+# The offline default data set of the classification task: Debian's Fashion-MNIST (31 MB).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+            || echo "setup_env.sh: could not install dataset-fashion-mnist; use --dataset digits" >&2
+    else
+        echo "setup_env.sh: for the offline default data run: sudo apt-get install dataset-fashion-mnist" >&2
+    fi
+fi

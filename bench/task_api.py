@@ -1,0 +1,105 @@
+"""The task plugin API: what a task family declares and what the runner calls.
+
+A task family is a sub-package of ``tasks`` that registers one :class:`Task` in
+:data:`TASKS` when imported (``tasks/classification/__init__.py`` for example).
+Tasks are declared, not branched on: datasets, models, metrics (with their
+direction, as lm-evaluation-harness does), task options and presets are data; the
+only code a task supplies is :meth:`Task.check` (is the data there?) and
+:meth:`Task.run` (train and evaluate one run config).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, Callable, Optional
+
+from bench.registry import Registry
+
+TASKS: Registry["Task"] = Registry("task")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    higher_is_better: bool
+    description: str = ""
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """What a finished task run hands back to the runner."""
+
+    metrics: dict[str, float]
+    primary_metric: str
+    scope: Optional[dict] = None
+    n_params: Optional[int] = None
+    n_binary_params: Optional[int] = None
+    binary_ops: Optional[float] = None
+    float_ops: Optional[float] = None
+    train_step_ms: Optional[float] = None
+    peak_memory_mb: Optional[float] = None
+
+
+class Reporter:
+    """Callbacks a task uses while it runs (the runner's end writes them to the database)."""
+
+    def __init__(self, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+                 on_info: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> None:
+        self._on_epoch = on_epoch
+        self._on_info = on_info
+        self.quiet = quiet
+
+    def epoch_end(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        if self._on_epoch:
+            self._on_epoch(epoch, step, values)
+
+    def info(self, **fields: Any) -> None:
+        """Facts known before training ends (scope, parameter counts, OPs)."""
+        if self._on_info:
+            self._on_info(fields)
+
+
+class Task:
+    """Base of task families. Subclasses set the class attributes and implement check/run."""
+
+    name: str = ""
+    version: str = "1"
+    description: str = ""
+    datasets: tuple[str, ...] = ()
+    default_dataset: str = ""
+    models: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ("quick", "paper")
+    #: binarization scopes this task understands (empty: the estimator library's scopes)
+    scopes: tuple[str, ...] = ()
+    #: task-specific options settable with --set key=value, with their defaults
+    options: dict[str, Any] = {}
+
+    def metric_specs(self, dataset: str) -> list[MetricSpec]:
+        raise NotImplementedError
+
+    def primary_metric(self, dataset: str) -> str:
+        return self.metric_specs(dataset)[0].name
+
+    def default_model(self, dataset: str) -> str:
+        return self.models[0]
+
+    def preset_values(self, preset: str, dataset: str, model: str) -> dict[str, Any]:
+        """RunConfig field values (and ``options``) of a preset for this dataset."""
+        raise NotImplementedError
+
+    def check(self, config) -> None:
+        """Raise UserError/DataMissingError before anything is written (data present, ...)."""
+
+    def run(self, config, reporter: Reporter, device: Optional[str] = None) -> TaskResult:
+        """Train and evaluate one run config; raise bench.errors.Diverged on a NaN loss."""
+        raise NotImplementedError
+
+
+def load_task_plugins() -> None:
+    """Import every task family under ``tasks`` so it registers itself."""
+    import tasks
+
+    for module in pkgutil.iter_modules(tasks.__path__):
+        if module.ispkg:
+            importlib.import_module(f"tasks.{module.name}")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Reproduce every table: every estimator x every task family x 3 seeds, then the report.
+#
+#   ./run_all.sh                   quick preset on offline data (minutes to an hour on 2 CPU cores)
+#   ./run_all.sh --preset paper    the papers' recipes (GPU machines; days)
+#
+# Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b".
+# Finished runs are skipped, so rerunning resumes where a previous call stopped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+preset=quick
+seeds="0 1 2"
+db_args=()
+data_args=()
+only_estimators=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --preset) preset=$2; shift 2 ;;
+        --seeds) seeds=$2; shift 2 ;;
+        --db) db_args=(--db "$2"); shift 2 ;;
+        --data-root) data_args=(--data-root "$2"); shift 2 ;;
+        --estimators) only_estimators=$2; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+scripts/setup_env.sh
+. .venv/bin/activate
+
+estimators=${only_estimators:-$(python -c "import estimators; print(' '.join(estimators.available()))")}
+tasks=$(python -c "from bench.task_api import TASKS, load_task_plugins; load_task_plugins(); print(' '.join(TASKS.names()))")
+
+failed=0
+started=$(date +%s)
+for task in $tasks; do
+    for estimator in $estimators; do
+        for seed in $seeds; do
+            echo "== $task / $estimator / seed $seed ($preset)"
+            bench run --task "$task" --estimator "$estimator" --preset "$preset" --seed "$seed" \
+                "${db_args[@]}" "${data_args[@]}" || failed=$((failed + 1))
+        done
+    done
+done
+
+bench report --format all --out reports "${db_args[@]}"
+echo
+echo "run_all.sh: $(( $(date +%s) - started )) s; $failed run(s) did not finish (see: bench runs --status failed)"
+echo "report: $(pwd)/reports/results.md and $(pwd)/reports/results.tex (figures in reports/figures/)"

@@ -1,0 +1,273 @@
+"""The report generator: tables, renderers, figures and the written report, from a known database."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from bench.db import ResultsDB
+from bench.report import (
+    build_tables, latex_escape, plot_learning_curves, render_latex_table, render_markdown_table, write_report,
+)
+
+CLS_COL = "cifar10 / resnet18_cifar"
+MNIST_COL = "mnist / mlp"
+REG_COL = "toy / mlp"
+
+
+def add_run(db, estimator, seed, top1, *, task="classification", dataset="cifar10", model="resnet18_cifar",
+            preset="quick", status="finished", config_hash=None, curve=None, primary_name="top1",
+            primary_hib=True, loss=0.5):
+    run_id = db.start_run(
+        config_hash=config_hash or f"{task}-{dataset}-{model}-{estimator}-{preset}-{seed}",
+        config={"estimator": estimator, "seed": seed}, task=task, task_version="1", dataset=dataset,
+        model=model, estimator=estimator, preset=preset, seed=seed,
+    )
+    for epoch, value in enumerate(curve or [], start=1):
+        db.add_curve_points(run_id, epoch, epoch * 10, {f"val_{primary_name}": value, "train_loss": 1.0 / epoch})
+    metrics = [dict(name=primary_name, value=top1, higher_is_better=primary_hib, primary=True)]
+    if primary_name != "loss":
+        metrics.append(dict(name="loss", value=loss, higher_is_better=False, primary=False))
+    db.finish_run(run_id, status, metrics=metrics if status == "finished" else None)
+    return run_id
+
+
+@pytest.fixture
+def db(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/r.sqlite")
+    # classification / quick on cifar10: fp32 90.58; clipped_ste 90,91,92 -> 91 ± 1; surge 91.5, 92.5 -> 92 ± 0.71
+    add_run(db, "fp32", 0, 90.58, curve=[50, 80, 90.58])
+    for seed, value in enumerate([90.0, 91.0, 92.0]):
+        add_run(db, "clipped_ste", seed, value, curve=[40 + seed, 70 + seed, value])
+    for seed, value in enumerate([91.5, 92.5]):
+        add_run(db, "surge", seed, value, curve=[45, 75, value])
+    # surge also on mnist / mlp; nobody else -> dashes in that column for the others
+    add_run(db, "surge", 0, 98.0, dataset="mnist", model="mlp")
+    # runs that must be ignored: failed, diverged, and a superseded execution of a config
+    add_run(db, "surge", 7, 0.0, status="failed")
+    add_run(db, "clipped_ste", 7, 10.0, status="diverged")
+    add_run(db, "ste", 0, 10.0, config_hash="ste-rerun")          # replaced by the rerun below
+    add_run(db, "ste", 0, 89.0, config_hash="ste-rerun")
+    # a second task whose primary metric is lower-is-better
+    add_run(db, "clipped_ste", 0, 0.30, task="regression", dataset="toy", model="mlp", primary_name="mse",
+            primary_hib=False)
+    add_run(db, "surge", 0, 0.20, task="regression", dataset="toy", model="mlp", primary_name="mse",
+            primary_hib=False)
+    add_run(db, "ste", 0, 0.20, task="regression", dataset="toy", model="mlp", primary_name="mse",
+            primary_hib=False)
+    return db
+
+
+def _table(tables, task, kind, preset="quick"):
+    [table] = [t for t in tables if t.task == task and t.kind == kind and t.preset == preset]
+    return table
+
+
+def _md_row(markdown: str, name: str) -> list[str]:
+    [line] = [line for line in markdown.splitlines() if line.startswith(f"| {name} |")]
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_one_results_and_one_deltas_table_per_task_and_preset(db):
+    tables = build_tables(db)
+    assert sorted((t.task, t.preset, t.kind) for t in tables) == [
+        ("classification", "quick", "deltas"), ("classification", "quick", "results"),
+        ("regression", "quick", "deltas"), ("regression", "quick", "results"),
+    ]
+    results = _table(tables, "classification", "results")
+    assert results.columns == [CLS_COL, MNIST_COL]
+    assert results.rows == ["fp32", "clipped_ste", "ste", "surge"]   # references first, then alphabetical
+    assert [m.metric for m in results.metrics] == ["top1", "top1"]
+
+
+def test_mean_sample_std_and_seed_count(db):
+    results = _table(build_tables(db), "classification", "results")
+    cell = results.cell("clipped_ste", CLS_COL)
+    assert cell.n == 3 and cell.mean == pytest.approx(91.0) and cell.std == pytest.approx(1.0)
+    surge = results.cell("surge", CLS_COL)
+    assert surge.n == 2 and surge.std == pytest.approx(0.7071, abs=1e-4)   # ddof=1, not 0.5
+    md = render_markdown_table(results)
+    assert _md_row(md, "clipped_ste")[1] == "91.00 ± 1.00 (n=3)"
+    assert _md_row(md, "surge")[1] == "**92.00 ± 0.71 (n=2)**"
+    assert _md_row(md, "fp32")[1] == "90.58 (n=1)"                     # single seed: std omitted
+
+
+def test_ignores_failed_diverged_and_superseded_runs(db):
+    results = _table(build_tables(db), "classification", "results")
+    assert results.cell("clipped_ste", CLS_COL).n == 3                 # the diverged seed 7 is not counted
+    assert results.cell("surge", CLS_COL).n == 2                       # the failed seed 7 is not counted
+    ste = results.cell("ste", CLS_COL)
+    assert ste.n == 1 and ste.mean == pytest.approx(89.0)              # the forced rerun counts once: the latest
+
+
+def test_best_cell_bold_respects_direction_and_ties(db):
+    tables = build_tables(db)
+    cls = _table(tables, "classification", "results")
+    assert [cls.cell(r, CLS_COL).bold for r in cls.rows] == [False, False, False, True]   # max top1: surge
+    reg = _table(tables, "regression", "results")
+    assert reg.metrics[0].metric == "mse" and not reg.metrics[0].higher_is_better
+    bold = {r: reg.cell(r, REG_COL).bold for r in reg.rows}
+    assert bold == {"clipped_ste": False, "ste": True, "surge": True}   # min mse, tie -> both bold
+    md = render_markdown_table(reg)
+    assert _md_row(md, "clipped_ste")[1] == "0.3000 (n=1)"             # a column within (-1, 1): 4 decimals
+    assert _md_row(md, "ste")[1].startswith("**") and not _md_row(md, "clipped_ste")[1].startswith("**")
+
+
+def test_missing_cell_is_a_dash(db):
+    cls = _table(build_tables(db), "classification", "results")
+    assert cls.cell("fp32", MNIST_COL).missing
+    assert _md_row(render_markdown_table(cls), "fp32")[2] == "\u2013"
+    assert _md_row(render_markdown_table(cls), "surge")[2] == "**98.00 (n=1)**"   # the only value is the best
+    latex_row = [line for line in render_latex_table(cls).splitlines() if line.startswith("fp32 &")][0]
+    assert latex_row.rstrip(" \\").split(" & ")[2] == "--"
+
+
+def test_deltas_vs_clipped_ste_and_fp32(db):
+    deltas = _table(build_tables(db), "classification", "deltas")
+    vs_ste, vs_fp32 = f"{CLS_COL}: Δ clipped_ste", f"{CLS_COL}: Δ fp32"
+    assert deltas.cell("surge", vs_ste).mean == pytest.approx(1.0)          # 92 - 91
+    assert deltas.cell("surge", vs_fp32).mean == pytest.approx(1.42)        # 92 - 90.58
+    assert deltas.cell("ste", vs_ste).mean == pytest.approx(-2.0)           # 89 - 91
+    assert deltas.cell("clipped_ste", vs_fp32).mean == pytest.approx(0.42)  # 91 - 90.58
+    assert deltas.cell("surge", f"{MNIST_COL}: Δ clipped_ste").missing      # no reference there
+    md = render_markdown_table(deltas)
+    assert _md_row(md, "surge")[1:] == ["+1.00", "+1.42", "\u2013", "\u2013"]
+    assert _md_row(md, "ste")[1:3] == ["-2.00", "-1.58"]
+    assert _md_row(md, "clipped_ste")[2] == "+0.42"
+    assert r"$-$2.00" in render_latex_table(deltas)
+
+
+def test_pooled_configurations_are_flagged(db):
+    add_run(db, "surge", 0, 93.0, config_hash="surge-other-eta-seed0")   # same seed, another config
+    results = _table(build_tables(db), "classification", "results")
+    assert results.cell("surge", CLS_COL).n == 3
+    assert any("surge" in note and "pools 3 runs over 2 seeds" in note for note in results.notes)
+    assert "> Note:" in render_markdown_table(results)
+
+
+def test_preset_filter(db):
+    add_run(db, "surge", 0, 95.0, preset="paper")
+    assert {t.preset for t in build_tables(db)} == {"quick", "paper"}
+    paper = build_tables(db, preset="paper")
+    assert {t.preset for t in paper} == {"paper"}
+    assert _table(paper, "classification", "results", preset="paper").rows == ["surge"]
+    [empty] = build_tables(db, preset="nope")
+    assert empty.empty and "no finished runs" in empty.message
+
+
+def test_markdown_is_a_valid_table(db):
+    for table in build_tables(db):
+        lines = [line for line in render_markdown_table(table).splitlines() if line.startswith("|")]
+        assert len(lines) == 2 + len(table.rows)
+        assert len({line.count("|") for line in lines}) == 1
+        assert lines[0].count("|") == len(table.columns) + 2
+        assert re.fullmatch(r"\|(:?-+:?\|)+", lines[1])
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _environments_paired(text: str) -> bool:
+    stack = []
+    for kind, name in re.findall(r"\\(begin|end)\{([^}]*)\}", text):
+        if kind == "begin":
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            return False
+    return not stack
+
+
+def test_latex_table_booktabs_bold_escaping(db):
+    tables = build_tables(db)
+    cls = _table(tables, "classification", "results")
+    tex = render_latex_table(cls)
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{table}", r"\caption{", r"\label{tab:",
+                  r"\begin{tabular}{lcc}"):
+        assert token in tex
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+    assert r"clipped\_ste &" in tex and "clipped_ste &" not in tex
+    assert r"\textbf{92.00 $\pm$ 0.71 (n=2)}" in tex
+    assert r"91.00 $\pm$ 1.00 (n=3)" in tex and "±" not in tex
+    for table in tables:
+        tex = render_latex_table(table)
+        assert _balanced(tex) and _environments_paired(tex)
+        assert tex.isascii()
+    deltas = render_latex_table(_table(tables, "classification", "deltas"))
+    assert r"\begin{tabular}{lcccc}" in deltas and r"\cmidrule(lr){2-3}" in deltas
+
+
+def test_latex_escape():
+    assert latex_escape("a_b 50% R&D #1 $x {y} ~^\\") == (
+        r"a\_b 50\% R\&D \#1 \$x \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}")
+
+
+def test_empty_database_does_not_crash(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/empty.sqlite")
+    [table] = build_tables(db)
+    assert table.empty and "no finished runs" in table.message
+    assert "no finished runs" in render_markdown_table(table)
+    assert _balanced(render_latex_table(table)) and _environments_paired(render_latex_table(table))
+    assert plot_learning_curves(db, tmp_path / "fig") == []
+    paths = write_report(db, tmp_path / "out")
+    assert {p.name for p in paths} == {"results.md", "results.tex"}
+    assert "no finished runs" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_learning_curves_written(db, tmp_path):
+    paths = plot_learning_curves(db, tmp_path / "figs")
+    # curves exist only for classification / cifar10 / resnet18_cifar / quick
+    assert [p.name for p in paths] == ["curves_classification_cifar10_resnet18_cifar_quick.png"]
+    data = paths[0].read_bytes()
+    assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_write_report(db, tmp_path):
+    out = tmp_path / "report"
+    paths = write_report(db, out)
+    names = {p.relative_to(out).as_posix() for p in paths}
+    assert names == {
+        "results.md", "results.tex",
+        "tables/classification_quick.tex", "tables/classification_quick_deltas.tex",
+        "tables/regression_quick.tex", "tables/regression_quick_deltas.tex",
+        "figures/curves_classification_cifar10_resnet18_cifar_quick.png",
+    }
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    md = (out / "results.md").read_text()
+    assert db.url.split("///")[-1] in md and "generated:" in md and "sample standard deviation" in md
+    assert "91.00 ± 1.00 (n=3)" in md and "figures/curves_classification" in md
+    tex = (out / "results.tex").read_text()
+    assert tex.startswith(r"\documentclass{article}") and r"\usepackage{booktabs}" in tex
+    assert tex.rstrip().endswith(r"\end{document}") and _balanced(tex) and _environments_paired(tex)
+    assert tex.count(r"\begin{table}") == 4 and tex.isascii()
+    alone = (out / "tables" / "classification_quick.tex").read_text()
+    assert alone.startswith(r"\begin{table}") and r"\documentclass" not in alone
+
+    only_md = write_report(db, tmp_path / "md_only", formats=("md",))
+    assert not any(p.suffix == ".tex" for p in only_md)
+    with pytest.raises(ValueError):
+        write_report(db, tmp_path / "bad", formats=("html",))
+
+
+def test_database_password_is_not_written(tmp_path, db):
+    db.url = "postgresql+psycopg://alice:s3cret@db.example/bench"    # only the rendered URL matters
+    write_report(db, tmp_path / "out", formats=("md",))
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "s3cret" not in md and "alice" in md
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_results_tex_compiles(db, tmp_path):
+    out = tmp_path / "report"
+    write_report(db, out, formats=("latex",))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "results.tex"],
+                          cwd=out, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (out / "results.pdf").stat().st_size > 0
