@@ -235,12 +235,13 @@ class ResultsDB:
         with self.session() as s:
             rows = s.execute(
                 select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.preset,
-                       Run.seed, Metric.name, Metric.value, Metric.higher_is_better, Metric.primary)
+                       Run.seed, Metric.name, Metric.value, Metric.higher_is_better, Metric.primary, Run.config)
                 .join(Metric, Metric.run_id == Run.id)
                 .where(Run.status == "finished")
             ).all()
+        rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
         columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed",
-                   "metric", "value", "higher_is_better", "primary"]
+                   "metric", "value", "higher_is_better", "primary", "estimator_hparams"]
         frame = pd.DataFrame(rows, columns=columns)
         if frame.empty:
             return frame
@@ -254,12 +255,13 @@ class ResultsDB:
         with self.session() as s:
             rows = s.execute(
                 select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.preset,
-                       Run.seed, CurvePoint.epoch, CurvePoint.step, CurvePoint.name, CurvePoint.value)
+                       Run.seed, CurvePoint.epoch, CurvePoint.step, CurvePoint.name, CurvePoint.value, Run.config)
                 .join(CurvePoint, CurvePoint.run_id == Run.id)
                 .where(Run.status == "finished")
             ).all()
+        rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
         columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed",
-                   "epoch", "step", "curve", "value"]
+                   "epoch", "step", "curve", "value", "estimator_hparams"]
         frame = pd.DataFrame(rows, columns=columns)
         if frame.empty:
             return frame

@@ -122,6 +122,27 @@ def order_estimators(names: Iterable[str]) -> list[str]:
     return [r for r in REFERENCES if r in names] + sorted(names - set(REFERENCES))
 
 
+def variant_label(estimator: str, hparams: dict) -> str:
+    """The row name of an estimator: its name, plus every hyperparameter that differs from
+    the estimator's default (``surge (eta=0.2)``), so ablations get rows of their own."""
+    import estimators as estimator_library
+
+    try:
+        defaults = estimator_library.build(estimator).hparams()
+    except ValueError:  # an estimator this checkout no longer has: show its name alone
+        return estimator
+    changed = [f"{k}={v}" for k, v in sorted((hparams or {}).items()) if defaults.get(k, v) != v]
+    return f"{estimator} ({', '.join(changed)})" if changed else estimator
+
+
+def _with_variants(frame):
+    if frame.empty or "estimator_hparams" not in frame:
+        return frame
+    frame = frame.copy()
+    frame["estimator"] = [variant_label(e, h) for e, h in zip(frame["estimator"], frame["estimator_hparams"])]
+    return frame
+
+
 def _column_label(dataset: str, model: str) -> str:
     return f"{dataset} / {model}"
 
@@ -165,7 +186,7 @@ def build_tables(db: ResultsDB, preset: str | None = None) -> list[ReportTable]:
     ``preset`` keeps only that preset. With nothing to show, one ``kind="empty"``
     table whose ``message`` says so (never an exception).
     """
-    frame = db.metrics_frame()
+    frame = _with_variants(db.metrics_frame())
     if not frame.empty and preset is not None:
         frame = frame[frame["preset"] == preset]
     if frame.empty:
@@ -198,7 +219,8 @@ def build_tables(db: ResultsDB, preset: str | None = None) -> list[ReportTable]:
                 if runs["seed"].duplicated().any():
                     notes.append(
                         f"{estimator} on {columns[j]} pools {n} runs over {runs['seed'].nunique()} seeds: "
-                        "runs with different configurations (hyperparameters) share this cell."
+                        "runs with different configurations (other than estimator hyperparameters, "
+                        "e.g. lr or epochs) share this cell."
                     )
 
         results_cells: list[list[Cell]] = []
@@ -365,7 +387,7 @@ def _curve_name(names: Iterable[str], primary: Optional[str]) -> Optional[str]:
 
 def plot_learning_curves(db: ResultsDB, out_dir: str | Path) -> list[Path]:
     """One PNG per (task, dataset, model, preset): mean validation curve per estimator."""
-    curves = db.curves_frame()
+    curves = _with_variants(db.curves_frame())
     if curves.empty:
         return []
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -1,77 +1,44 @@
-"""Sweep SURGE's eta (and the fixed-lambda ablation) on a small real data set.
+"""Sweep SURGE's eta (and the fixed-lambda ablation) through the bench runner.
 
     python benchmarks/eta_sweep.py --seeds 0 1 2 --out reports/eta_sweep.md
 
-Trains a binarized ResNet-20 (standard scope) on scikit-learn's digits (1,797 real
-8x8 handwritten digits; a stratified 80/20 split, fixed across seeds) with SGD +
-cosine schedule, once per (setting, seed), and prints mean +- std test accuracy.
-eta = 0 is exactly clipped_ste (the auxiliary gradient is scaled to nothing). It is
-the evidence behind SURGE's default eta; rerun it with larger data via `bench`.
+Every (setting, seed) is an ordinary ``bench run`` of the classification task (quick
+preset, offline Fashion-MNIST by default), recorded in a results database
+(``results/eta_sweep.sqlite`` unless --db), so finished cells are skipped when the sweep
+is rerun. Settings: clipped_ste (= SURGE at eta 0), SURGE at each eta, and SURGE with a
+fixed lambda (AGS off). Prints mean +- sample std of test top-1 over seeds.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import estimators  # noqa: E402
-from tasks.classification.models import MODELS  # noqa: E402
 
-
-def load_digits_split(device: torch.device):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    x = (x - x.mean()) / x.std()
-    y = torch.tensor(digits.target)
-    idx_train, idx_test = train_test_split(range(len(y)), test_size=0.2, random_state=0, stratify=digits.target)
-    return (x[idx_train].to(device), y[idx_train].to(device)), (x[idx_test].to(device), y[idx_test].to(device))
-
-
-def train_once(setting: dict, seed: int, data, epochs: int, batch_size: int, lr: float, device) -> float:
-    torch.manual_seed(seed)
-    (x_train, y_train), (x_test, y_test) = data
-    model = MODELS.get("resnet20_cifar")(num_classes=10, in_channels=1).to(device)
-    estimators.binarize_model(model, estimators.build(setting["estimator"], **setting["hparams"]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    steps_per_epoch = math.ceil(len(y_train) / batch_size)
-    total = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
-    generator = torch.Generator().manual_seed(seed)
-    step = 0
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator).to(device)
-        for i in range(steps_per_epoch):
-            batch = order[i * batch_size:(i + 1) * batch_size]
-            estimators.set_progress(model, step / max(total - 1, 1))
-            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-    model.eval()
-    with torch.no_grad():
-        return (model(x_test).argmax(1) == y_test).float().mean().item() * 100
-
-
-def settings(etas: list[float], fixed: list[float]) -> list[dict]:
-    rows = [{"label": "clipped_ste", "estimator": "clipped_ste", "hparams": {}}]
-    rows += [{"label": f"surge eta={e:g}", "estimator": "surge", "hparams": {"eta": e}} for e in etas]
-    rows += [{"label": f"surge fixed_lambda={f:g}", "estimator": "surge", "hparams": {"fixed_lambda": f}}
-             for f in fixed]
+def _settings(etas: list[float], fixed: list[float]) -> list[tuple[str, str, list[str]]]:
+    rows = [("clipped_ste", "clipped_ste", [])]
+    rows += [(f"surge eta={e:g}", "surge", [f"eta={e}"]) for e in etas]
+    rows += [(f"surge fixed_lambda={f:g}", "surge", [f"fixed_lambda={f}"]) for f in fixed]
     return rows
+
+
+def _run_cell(job: tuple) -> tuple[str, int, str, float | None]:
+    label, estimator, sets, seed, dataset, preset, db_url, threads = job
+    import torch
+
+    from bench.config import build_config
+    from bench.db import ResultsDB
+    from bench.runner import execute
+
+    torch.set_num_threads(threads)
+    config = build_config("classification", estimator, dataset=dataset, preset=preset, seed=seed, sets=sets)
+    outcome = execute(config, ResultsDB(db_url), quiet=True)
+    return label, seed, outcome.status, outcome.metrics.get("top1")
 
 
 def main() -> None:
@@ -79,31 +46,46 @@ def main() -> None:
     parser.add_argument("--etas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0])
     parser.add_argument("--fixed-lambdas", type=float, nargs="*", default=[0.1, 10.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--db", default="sqlite:///results/eta_sweep.sqlite")
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs (each with --threads threads)")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args()
 
-    device = torch.device(args.device)
-    data = load_digits_split(device)
+    settings = _settings(args.etas, args.fixed_lambdas)
+    jobs = [(label, est, sets, seed, args.dataset, args.preset, args.db, args.threads)
+            for label, est, sets in settings for seed in args.seeds]
+    started = time.time()
+    results: dict[str, list[float]] = {label: [] for label, _, _ in settings}
+    problems = []
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        for label, seed, status, top1 in pool.imap_unordered(_run_cell, jobs):
+            print(f"  {label} seed {seed}: {status} {'' if top1 is None else f'top1={top1:.2f}'}", flush=True)
+            if top1 is None:
+                problems.append(f"{label} seed {seed}: {status}")
+            else:
+                results[label].append(top1)
+
     lines = [
-        f"eta sweep: binarized ResNet-20 on sklearn digits (1437 train / 360 test), {args.epochs} epochs, "
-        f"batch {args.batch_size}, SGD lr {args.lr} cosine, seeds {args.seeds}, device {device}",
+        f"SURGE eta sweep: classification/{args.dataset}, preset {args.preset}, seeds {args.seeds}, "
+        f"database {args.db} ({time.time() - started:.0f} s)",
         "",
-        "| setting | test acc % (mean +- std) | per seed |",
+        "| setting | test top-1 % (mean ± std) | per seed |",
         "|---|---|---|",
     ]
-    print("\n".join(lines), flush=True)
-    for setting in settings(args.etas, args.fixed_lambdas):
-        started = time.time()
-        accs = [train_once(setting, s, data, args.epochs, args.batch_size, args.lr, device) for s in args.seeds]
+    for label, _, _ in settings:
+        accs = sorted(results[label])
+        if not accs:
+            lines.append(f"| {label} | – | – |")
+            continue
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        line = (f"| {setting['label']} | {statistics.mean(accs):.2f} +- {std:.2f} | "
-                f"{', '.join(f'{a:.2f}' for a in accs)} |")
-        lines.append(line)
-        print(line, f"({time.time() - started:.0f} s)", file=sys.stdout, flush=True)
+        lines.append(f"| {label} | {statistics.mean(accs):.2f} ± {std:.2f} (n={len(accs)}) | "
+                     f"{', '.join(f'{a:.2f}' for a in accs)} |")
+    if problems:
+        lines += ["", "not finished: " + "; ".join(problems)]
+    print("\n".join(lines))
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as handle:

@@ -54,5 +54,6 @@ class DSQ(ElementwiseEstimator):
         return torch.where(x.abs() <= 1, self.s * torch.tanh(self.k * x), torch.sign(x))
 
     def activation_grad(self, x: Tensor) -> Tensor:
+        sk = self.s * self.k
         tanh = torch.tanh(x * self.k)
-        return tanh.mul_(tanh).sub_(1).mul_(x.abs().le_(1)).mul_(-self.s * self.k)
+        return torch.addcmul(tanh.new_full((), sk), tanh, tanh, value=-sk).mul_(x.abs().le_(1))

@@ -55,5 +55,6 @@ class EDE(ElementwiseEstimator):
 
     def activation_grad(self, x: Tensor) -> Tensor:
         t = self.t
+        kt = self.k * t
         tanh = torch.tanh(x * t)
-        return tanh.mul_(tanh).sub_(1).mul_(-self.k * t)
+        return torch.addcmul(tanh.new_full((), kt), tanh, tanh, value=-kt)

@@ -38,10 +38,13 @@ class SwishSign(ElementwiseEstimator):
         return 2 * s * (1 + self.beta * x * (1 - s)) - 1
 
     def activation_grad(self, x: Tensor) -> Tensor:
-        # Same function in the sigmoid form, 2 beta s (1 - s) (2 + beta x (1 - 2 s)) with
-        # s = sigma(beta x): no cosh overflow in fp16, and cheaper. Beyond |beta x| = 40 the
-        # gradient is below 1e-15, so clamping there changes nothing but avoids 0 * inf.
-        bx = (x * self.beta).clamp_(-40, 40)
-        s = torch.sigmoid(bx)
-        shape = s.mul(-2).add_(1).mul_(bx).add_(2)       # 2 + beta x (1 - 2 s)
-        return s.sub_(s * s).mul_(shape).mul_(2 * self.beta)  # 2 beta s (1 - s) * shape
+        # The same function with 1 / (1 + cosh z) = (1 - tanh(z/2)^2) / 2, h = tanh(beta x / 2):
+        #   (beta / 2) (1 - h^2) (2 - beta x h)
+        # no cosh overflow in fp16, and fewer passes. Beyond |beta x| = 40 the gradient is
+        # below 1e-15, so clamping there changes nothing but avoids 0 * inf.
+        bound = 40 / self.beta
+        xc = x.clamp(-bound, bound)
+        h = torch.tanh(xc * (self.beta / 2))
+        one_minus_h2 = torch.addcmul(h.new_ones(()), h, h, value=-1)
+        shape = torch.addcmul(h.new_full((), 2.0), xc, h, value=-self.beta)
+        return one_minus_h2.mul_(shape).mul_(self.beta / 2)

@@ -9,6 +9,7 @@ import pytest
 
 from bench.db import ResultsDB
 from bench.report import (
+    variant_label,
     build_tables, latex_escape, plot_learning_curves, render_latex_table, render_markdown_table, write_report,
 )
 
@@ -19,10 +20,11 @@ REG_COL = "toy / mlp"
 
 def add_run(db, estimator, seed, top1, *, task="classification", dataset="cifar10", model="resnet18_cifar",
             preset="quick", status="finished", config_hash=None, curve=None, primary_name="top1",
-            primary_hib=True, loss=0.5):
+            primary_hib=True, loss=0.5, hparams=None):
     run_id = db.start_run(
-        config_hash=config_hash or f"{task}-{dataset}-{model}-{estimator}-{preset}-{seed}",
-        config={"estimator": estimator, "seed": seed}, task=task, task_version="1", dataset=dataset,
+        config_hash=config_hash or f"{task}-{dataset}-{model}-{estimator}-{preset}-{seed}-{hparams}",
+        config={"estimator": estimator, "seed": seed, "estimator_hparams": hparams or {}}, task=task,
+        task_version="1", dataset=dataset,
         model=model, estimator=estimator, preset=preset, seed=seed,
     )
     for epoch, value in enumerate(curve or [], start=1):
@@ -145,6 +147,19 @@ def test_pooled_configurations_are_flagged(db):
     assert results.cell("surge", CLS_COL).n == 3
     assert any("surge" in note and "pools 3 runs over 2 seeds" in note for note in results.notes)
     assert "> Note:" in render_markdown_table(results)
+
+
+def test_estimator_hyperparameter_variants_get_their_own_rows(db):
+    add_run(db, "surge", 0, 80.0, hparams={"eta": 0.5, "base": "clipped_ste"})
+    add_run(db, "surge", 1, 82.0, hparams={"eta": 0.5, "base": "clipped_ste"})
+    add_run(db, "surge", 2, 70.0, hparams={"eta": 0.1})  # the default eta: the plain row
+    results = _table(build_tables(db), "classification", "results")
+    assert "surge (eta=0.5)" in results.rows
+    variant = results.cell("surge (eta=0.5)", CLS_COL)
+    assert (variant.n, variant.mean) == (2, 81.0)
+    assert results.cell("surge", CLS_COL).n == 3
+    assert variant_label("surge", {"eta": 0.1, "shared_aux": True}) == "surge (shared_aux=True)"
+    assert variant_label("gone_estimator", {"x": 1}) == "gone_estimator"
 
 
 def test_preset_filter(db):

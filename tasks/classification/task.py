@@ -43,9 +43,7 @@ class ClassificationTask(Task):
         return presets.preset_values(preset, dataset)
 
     def check(self, config) -> None:
-        spec = data.DATASETS.get(config.dataset)
-        if data.locate(spec, config.data_root) is None:
-            data.load_split(config.dataset, "test", config.data_root, subset=1, augment=False)  # raises the how-to
+        data.check_available(config.dataset, config.data_root)
 
     def _loaders(self, config, seed: int):
         train_set = data.load_split(config.dataset, "train", config.data_root, config.train_subset,
