@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-scripts/setup_env.sh
+scripts/setup_env.sh nlp
 . .venv/bin/activate
 
 estimators=${only_estimators:-$(python -c "import estimators; print(' '.join(estimators.available()))")}

@@ -58,21 +58,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import execute
 
-    config = build_config(
-        task=args.task, estimator=args.estimator, dataset=args.dataset, model=args.model, preset=args.preset,
-        seed=args.seed, epochs=args.epochs, data_root=args.data_root, sets=args.set,
-    )
+    task = get_task(args.task)
+    datasets = task.dataset_groups.get(args.dataset, (args.dataset,))
+    configs = [  # every config is validated before the first run starts
+        build_config(task=args.task, estimator=args.estimator, dataset=dataset, model=args.model,
+                     preset=args.preset, seed=args.seed, epochs=args.epochs, data_root=args.data_root,
+                     sets=args.set)
+        for dataset in datasets
+    ]
     db = ResultsDB(args.db)
-    outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device)
-    label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
-    if outcome.status == "skipped":
-        print(f"skipped: {label} already finished as run {outcome.run_id} (use --force to rerun)")
-        return 0
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in outcome.metrics.items())
-    print(f"run {outcome.run_id} {outcome.status}: {label}" + (f" | {metrics}" if metrics else ""))
-    if outcome.error:
-        print(f"  reason: {outcome.error}", file=sys.stderr)
-    return 0 if outcome.status == "finished" else 1
+    failures = 0
+    for config in configs:
+        outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device)
+        label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
+        if outcome.status == "skipped":
+            print(f"skipped: {label} already finished as run {outcome.run_id} (use --force to rerun)")
+            continue
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in outcome.metrics.items())
+        print(f"run {outcome.run_id} {outcome.status}: {label}" + (f" | {metrics}" if metrics else ""))
+        if outcome.error:
+            print(f"  reason: {outcome.error}", file=sys.stderr)
+        failures += outcome.status != "finished"
+    return 0 if failures == 0 else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

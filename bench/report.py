@@ -143,6 +143,31 @@ def _with_variants(frame):
     return frame
 
 
+def _reports_average(task: str) -> bool:
+    from bench.task_api import TASKS, load_task_plugins
+
+    load_task_plugins()
+    return task in TASKS and TASKS.get(task).report_average
+
+
+def _add_average_columns(keys, columns, metrics, stats, estimators) -> None:
+    """Per model, an "average" column (the GLUE score): the mean over that model's dataset
+    columns of an estimator's means, shown only where the estimator has every dataset."""
+    for model in sorted({m for _, m in keys}):
+        indices = [j for j, (_, m) in enumerate(keys) if m == model]
+        if len(indices) < 2:
+            continue
+        label = _column_label("average", model)
+        columns.append(label)
+        metrics.append(ColumnMetric(label, "mean of the primary metrics",
+                                    all(metrics[j].higher_is_better for j in indices)))
+        for estimator in estimators:
+            cells = [stats.get((estimator, j)) for j in indices]
+            if all(cell is not None for cell in cells):
+                stats[(estimator, len(columns) - 1)] = Cell(
+                    mean=sum(c.mean for c in cells) / len(cells), n=min(c.n for c in cells))
+
+
 def _column_label(dataset: str, model: str) -> str:
     return f"{dataset} / {model}"
 
@@ -222,6 +247,9 @@ def build_tables(db: ResultsDB, preset: str | None = None) -> list[ReportTable]:
                         "runs with different configurations (other than estimator hyperparameters, "
                         "e.g. lr or epochs) share this cell."
                     )
+
+        if _reports_average(task):
+            _add_average_columns(keys, columns, metrics, stats, estimators)
 
         results_cells: list[list[Cell]] = []
         for estimator in estimators:

@@ -72,6 +72,10 @@ class Task:
     presets: tuple[str, ...] = ("quick", "paper")
     #: binarization scopes this task understands (empty: the estimator library's scopes)
     scopes: tuple[str, ...] = ()
+    #: names that stand for several datasets on the command line (GLUE's "all")
+    dataset_groups: dict[str, tuple[str, ...]] = {}
+    #: the report adds an average column over this task's datasets (GLUE score)
+    report_average: bool = False
     #: task-specific options settable with --set key=value, with their defaults
     options: dict[str, Any] = {}
 

@@ -17,7 +17,7 @@ import typing
 from typing import Any
 
 from estimators.base import ElementwiseEstimator, Estimator, binary_sign, sign_with_surrogate_grad
-from estimators.layers import BinaryConv2d, BinaryLayer, BinaryLinear, binary_layers
+from estimators.layers import BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers
 from estimators.patching import (
     SCOPES,
     BinarizationRecord,
@@ -34,7 +34,7 @@ from estimators import surge  # noqa: E402,F401  (last: it builds its base throu
 
 __all__ = [
     "available", "build", "hparam_names", "binarize_model", "set_progress", "strip_auxiliary",
-    "auxiliary_lambdas", "BinarizationRecord", "BinaryConv2d", "BinaryLinear", "BinaryLayer",
+    "auxiliary_lambdas", "BinarizationRecord", "BinaryConv2d", "BinaryLinear", "BinaryEmbedding", "BinaryLayer",
     "Estimator", "ElementwiseEstimator", "binary_sign", "sign_with_surrogate_grad",
     "binary_layers", "SCOPES", "ESTIMATORS",
 ]

@@ -82,6 +82,10 @@ class Estimator:
     def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def binarize_weight(self, w: Tensor) -> Tensor:
+        """sign(w) with this estimator's weight gradient (used alone by binary embeddings)."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass
 class ElementwiseEstimator(Estimator):

@@ -23,11 +23,13 @@ WEIGHT_SCALES = ("channel", "none")
 
 
 class BinaryLayer:
-    """What BinaryConv2d and BinaryLinear share (a mixin in front of the torch module)."""
+    """What the binarized layers share (a mixin in front of the torch module)."""
 
     estimator: Estimator
     weight: nn.Parameter
     bias: Optional[nn.Parameter]
+    #: the layer's op has an input gradient and backward products (not so for embeddings)
+    supports_backward_products: bool = True
 
     def _init_binary(self, estimator: Estimator, weight_scale: str) -> None:
         if weight_scale not in WEIGHT_SCALES:
@@ -87,7 +89,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
         return self._conv_forward(x, weight, bias)
 
     @property
-    def supports_backward_products(self) -> bool:
+    def supports_backward_products(self) -> bool:  # type: ignore[override]
         return self.padding_mode == "zeros" and not isinstance(self.padding, str)
 
     def backward_products(self, grad_out, x, weight, need_input, need_weight):
@@ -103,8 +105,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
 
 class BinaryLinear(BinaryLayer, nn.Linear):
     """nn.Linear with binary weights and binary input activations."""
-
-    supports_backward_products = True
 
     def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -133,6 +133,39 @@ class BinaryLinear(BinaryLayer, nn.Linear):
 
     def bias_grad(self, grad_out: Tensor) -> Tensor:
         return grad_out.reshape(-1, grad_out.shape[-1]).sum(dim=0)
+
+
+class BinaryEmbedding(BinaryLayer, nn.Embedding):
+    """nn.Embedding with a binary table (BiT-style binarized embeddings).
+
+    The inputs are token ids, so only the weights are binarized, by the estimator's
+    weight path (for SURGE: its base estimator's; an auxiliary path has nothing to
+    compensate without an input gradient). Scale: mean |row| per embedding vector.
+    """
+
+    supports_backward_products = False
+
+    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_binary(estimator, weight_scale)
+
+    @classmethod
+    def from_module(cls, embedding: nn.Embedding, estimator: Estimator,
+                    weight_scale: str = "channel") -> "BinaryEmbedding":
+        layer = cls(
+            embedding.num_embeddings, embedding.embedding_dim, padding_idx=embedding.padding_idx,
+            max_norm=embedding.max_norm, norm_type=embedding.norm_type,
+            scale_grad_by_freq=embedding.scale_grad_by_freq, sparse=embedding.sparse, device="meta",
+            estimator=estimator, weight_scale=weight_scale,
+        )
+        layer.weight = embedding.weight
+        layer.train(embedding.training)
+        return layer
+
+    def forward(self, ids: Tensor) -> Tensor:
+        table = self.estimator.binarize_weight(self.weight) * self.weight_scale()
+        return F.embedding(ids, table, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
 
 
 def binary_layers(model: nn.Module) -> list[tuple[str, BinaryLayer]]:

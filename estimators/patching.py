@@ -2,10 +2,10 @@
 
 A *scope* names which of a model's conv/linear layers stay full precision:
 
-    all          binarize every plain nn.Conv2d and nn.Linear
+    all          binarize every plain nn.Conv2d, nn.Linear and nn.Embedding (weights only)
     standard     the BNN convention: keep the first conv, the last linear (classifier),
-                 downsample/shortcut convs and embedding projections full precision
-    first_last   keep only the first conv and the last linear full precision
+                 downsample/shortcut convs and embeddings full precision
+    first_last   keep only the first conv and the last linear (and embeddings) full precision
 
 ``exclude`` adds fnmatch patterns of qualified module names to keep full precision
 (e.g. ``"bert.pooler.*"``). The returned :class:`BinarizationRecord` lists every
@@ -21,10 +21,10 @@ from torch import nn
 
 from bench.registry import Registry
 from estimators.base import Estimator
-from estimators.layers import WEIGHT_SCALES, BinaryConv2d, BinaryLayer, BinaryLinear, binary_layers
+from estimators.layers import WEIGHT_SCALES, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers
 
 SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("scope")
-_BINARY_CLASS = {nn.Conv2d: BinaryConv2d, nn.Linear: BinaryLinear}
+_BINARY_CLASS = {nn.Conv2d: BinaryConv2d, nn.Linear: BinaryLinear, nn.Embedding: BinaryEmbedding}
 _SHORTCUT_WORDS = ("downsample", "shortcut")
 
 
@@ -45,7 +45,7 @@ class BinarizationRecord:
 
 
 def _first_conv_last_linear(candidates: list[tuple[str, nn.Module]]) -> dict[str, str]:
-    keep: dict[str, str] = {}
+    keep: dict[str, str] = {name: "embedding" for name, m in candidates if isinstance(m, nn.Embedding)}
     convs = [name for name, m in candidates if isinstance(m, nn.Conv2d)]
     linears = [name for name, m in candidates if isinstance(m, nn.Linear)]
     if convs:
@@ -77,6 +77,10 @@ def _scope_standard(candidates: list[tuple[str, nn.Module]]) -> dict[str, str]:
     return keep
 
 
+def _base_name(module: nn.Module) -> str:
+    return next(base.__name__ for base in _BINARY_CLASS if isinstance(module, base))
+
+
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -102,9 +106,9 @@ def binarize_model(
     candidates = [(n, m) for n, m in model.named_modules() if type(m) in _BINARY_CLASS]
     keep = rule(candidates)
     unpatchable = {
-        n: f"{type(m).__name__} is a subclass of {'Conv2d' if isinstance(m, nn.Conv2d) else 'Linear'}: not patched"
+        n: f"{type(m).__name__} is a subclass of {_base_name(m)}: not patched"
         for n, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and type(m) not in _BINARY_CLASS
+        if isinstance(m, tuple(_BINARY_CLASS)) and type(m) not in _BINARY_CLASS
     }
     for name, _ in candidates:
         if name not in keep and any(fnmatch(name, pattern) for pattern in exclude):

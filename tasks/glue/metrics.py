@@ -1,0 +1,56 @@
+"""GLUE metrics, computed by the suite (the `evaluate` library fetches its scripts from the hub).
+
+All return percentages (x 100), as GLUE tables print them.
+
+    accuracy   share of exact label matches
+    f1         binary F1 of the positive class (label 1), as GLUE scores MRPC and QQP
+    mcc        Matthews correlation coefficient (CoLA); 0 when a row or column of the
+               confusion matrix is empty (the convention of scikit-learn)
+    pearson    Pearson correlation (STS-B)
+    spearman   Spearman rank correlation, ties given their average rank (STS-B)
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def accuracy(pred: Sequence, gold: Sequence) -> float:
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    return 100.0 * float((pred == gold).mean())
+
+
+def f1(pred: Sequence, gold: Sequence) -> float:
+    pred, gold = np.asarray(pred) == 1, np.asarray(gold) == 1
+    tp = float((pred & gold).sum())
+    denominator = float(pred.sum() + gold.sum())
+    return 100.0 * (2 * tp / denominator if denominator else 0.0)
+
+
+def mcc(pred: Sequence, gold: Sequence) -> float:
+    pred, gold = np.asarray(pred) == 1, np.asarray(gold) == 1
+    tp = float((pred & gold).sum())
+    tn = float((~pred & ~gold).sum())
+    fp = float((pred & ~gold).sum())
+    fn = float((~pred & gold).sum())
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return 100.0 * ((tp * tn - fp * fn) / denominator if denominator else 0.0)
+
+
+def pearson(pred: Sequence, gold: Sequence) -> float:
+    pred, gold = np.asarray(pred, dtype=float), np.asarray(gold, dtype=float)
+    pc, gc = pred - pred.mean(), gold - gold.mean()
+    denominator = math.sqrt(float((pc * pc).sum() * (gc * gc).sum()))
+    return 100.0 * (float((pc * gc).sum()) / denominator if denominator else 0.0)
+
+
+def spearman(pred: Sequence, gold: Sequence) -> float:
+    return pearson(rankdata(pred), rankdata(gold))
+
+
+METRICS: dict[str, Callable[[Sequence, Sequence], float]] = {
+    "accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman,
+}

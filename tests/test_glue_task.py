@@ -1,0 +1,174 @@
+"""The GLUE family end to end on a 2-layer MiniLM: rows in the database, binary encoder, gradients."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import estimators
+from bench.cli import main
+from bench.db import ResultsDB
+from tasks.glue import data
+from tasks.glue.model import binarize_bert, load_model, offline_minilm_path
+
+pytest.importorskip("transformers")
+
+TINY = ["--epochs", "1", "--quiet", "--set", "num_hidden_layers=2", "--set", "train_subset=64",
+        "--set", "eval_subset=32", "--set", "batch_size=32", "--set", "max_seq_length=32"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sst2_root(tmp_path):
+    """A small SST-2 in the real GLUE layout, so tests need neither the network nor the vader cache."""
+    folder = tmp_path / "glue_data" / "SST-2"
+    folder.mkdir(parents=True)
+    good = ["a gripping , funny film", "wonderful acting and a moving story", "a joy to watch"]
+    bad = ["a dull , lifeless mess", "tedious and far too long", "the worst script in years"]
+    for split, n in (("train", 40), ("dev", 12)):
+        rows = ["sentence\tlabel"] + [f"{good[i % 3]} {i}\t1" if i % 2 else f"{bad[i % 3]} {i}\t0" for i in range(n)]
+        (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def _bert(attention="softmax"):
+    model, tokenizer = load_model(offline_minilm_path(), num_labels=2, regression=False, num_hidden_layers=2,
+                                  attention=attention)
+    return model, tokenizer
+
+
+def test_quick_runs_land_finished_rows(tmp_path, sst2_root):
+    db_url = f"sqlite:///{tmp_path}/glue.sqlite"
+    for estimator in ("clipped_ste", "surge"):
+        code = main(["run", "--task", "glue", "--estimator", estimator, "--dataset", "sst2",
+                     "--data-root", str(sst2_root), "--db", db_url, *TINY])
+        assert code == 0
+    runs = ResultsDB(db_url).list_runs()
+    assert [(r.estimator, r.status) for r in runs] == [("clipped_ste", "finished"), ("surge", "finished")]
+    full = ResultsDB(db_url).get_run(runs[1].id)
+    accuracy = {m.name: m for m in full.metrics}["accuracy"]
+    assert accuracy.primary and accuracy.higher_is_better and 0 <= accuracy.value <= 100
+    assert len(full.scope["binarized"]) == 12  # 2 layers x (q, k, v, attention out, 2 FFN)
+    assert "classifier" in full.scope["full_precision"]
+    assert full.n_binary_params > 0
+
+
+@pytest.mark.parametrize("attention", ["softmax", "binary"])
+def test_gradients_reach_every_binarized_linear(attention):
+    model, tokenizer = _bert(attention)
+    record = binarize_bert(model, estimators.build("surge"), "encoder")
+    model.train()
+    batch = tokenizer(["a fine film", "a dreadful film indeed"], padding=True, return_tensors="pt")
+    out = model(**batch, labels=torch.tensor([1, 0]))
+    out.loss.backward()
+    for name in record.binarized:
+        layer = model.get_submodule(name)
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0, name
+        assert layer.aux_weight.grad is not None and layer.aux_weight.grad.abs().sum() > 0, name
+    names = " ".join(record.binarized)
+    assert "attention.self.query" in names and "attention.self.key" in names
+
+
+def test_encoder_linears_see_exactly_pm1_weights_and_inputs():
+    model, tokenizer = _bert()
+    record = binarize_bert(model, estimators.build("clipped_ste"), "encoder")
+    seen = {}
+    for name in record.binarized:
+        layer = model.get_submodule(name)
+        original = layer.functional
+
+        def spy(x, w, b, _name=name, _original=original):
+            scale = w.abs().amax(dim=1, keepdim=True)
+            seen[_name] = (x.unique(), (w / scale).unique())
+            return _original(x, w, b)
+
+        layer.functional = spy
+    model.eval()
+    with torch.no_grad():
+        model(**tokenizer(["binary networks are fun"], return_tensors="pt"))
+    assert set(seen) == set(record.binarized)
+    for name, (inputs, weights) in seen.items():
+        assert set(inputs.tolist()) <= {-1.0, 1.0}, name
+        assert set(weights.tolist()) <= {-1.0, 1.0}, name
+
+
+def test_embedding_scope_binarizes_the_tables():
+    model, _ = _bert()
+    record = binarize_bert(model, estimators.build("ste"), "encoder+embeddings")
+    word = model.get_submodule("bert.embeddings.word_embeddings")
+    assert "bert.embeddings.word_embeddings" in record.binarized
+    table = estimators.binary_sign(word.weight)
+    assert set(table.unique().tolist()) == {-1.0, 1.0}
+    ids = torch.tensor([[101, 2023, 102]])
+    expected = table[ids] * word.weight.detach().abs().mean(dim=1)[ids].unsqueeze(-1)
+    torch.testing.assert_close(word(ids), expected)
+
+
+def test_binary_attention_is_recorded_and_binary():
+    from tasks.glue.model import binary_attention_forward
+
+    q, k = torch.randn(1, 2, 5, 4, requires_grad=True), torch.randn(1, 2, 5, 4, requires_grad=True)
+    v = torch.randn(1, 2, 5, 4)
+    mask = torch.zeros(1, 1, 1, 5)
+    mask[..., -1] = torch.finfo(torch.float32).min  # a padded key
+    out, probs = binary_attention_forward(None, q, k, v, mask)
+    assert set(probs.unique().tolist()) <= {0.0, 1.0}
+    assert torch.all(probs[..., -1] == 0)
+    out.sum().backward()
+    assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
+
+
+def test_dataset_all_expands_to_every_glue_task(tmp_path, monkeypatch):
+    """--dataset all validates every task's config first: with no data the error names the first."""
+    monkeypatch.setattr(data, "_hf_examples", lambda spec, split: (None, "no datasets library"))
+    db_url = f"sqlite:///{tmp_path}/glue.sqlite"
+    code = main(["run", "--task", "glue", "--estimator", "ste", "--dataset", "all", "--data-root",
+                 str(tmp_path), "--db", db_url, *TINY])
+    assert code == 2
+    assert ResultsDB(db_url).list_runs() == []
+
+
+@pytest.mark.slow
+def test_dataset_all_runs_every_glue_task_and_reports_the_average(tmp_path):
+    from test_glue_data import LAYOUTS
+
+    from bench.report import build_tables, render_markdown_table
+
+    for folder, splits in LAYOUTS.values():
+        (tmp_path / folder).mkdir()
+        for split, (lines, _) in splits.items():
+            (tmp_path / folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    db_url = f"sqlite:///{tmp_path}/glue.sqlite"
+    code = main(["run", "--task", "glue", "--estimator", "fp32", "--dataset", "all", "--data-root",
+                 str(tmp_path), "--db", db_url, *TINY])
+    assert code == 0
+    runs = ResultsDB(db_url).list_runs()
+    assert sorted(r.dataset for r in runs) == sorted(LAYOUTS) and {r.status for r in runs} == {"finished"}
+    mnli = ResultsDB(db_url).get_run(next(r.id for r in runs if r.dataset == "mnli"))
+    assert {m.name for m in mnli.metrics} == {"accuracy_matched", "accuracy_mismatched"}
+    stsb = ResultsDB(db_url).get_run(next(r.id for r in runs if r.dataset == "stsb"))
+    assert {m.name for m in stsb.metrics} == {"pearson", "spearman"}
+    table = next(t for t in build_tables(ResultsDB(db_url)) if t.task == "glue" and t.kind == "results")
+    assert table.columns[-1] == "average / minilm_l6"
+    primaries = [table.cell("fp32", c).mean for c in table.columns[:-1]]
+    assert table.cell("fp32", "average / minilm_l6").mean == pytest.approx(sum(primaries) / 9)
+    assert "average / minilm_l6" in render_markdown_table(table)
+
+
+def test_knowledge_distillation_trains_the_teacher_once(tmp_path, sst2_root):
+    db_url = f"sqlite:///{tmp_path}/glue.sqlite"
+    args = ["run", "--task", "glue", "--dataset", "sst2", "--data-root", str(sst2_root), "--db", db_url,
+            *TINY, "--set", "kd=logits_hidden", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    assert main([*args, "--estimator", "clipped_ste"]) == 0
+    teachers = list((tmp_path / "cache" / "teachers").iterdir())
+    assert len(teachers) == 1 and (teachers[0] / "config.json").exists()
+    stamp = (teachers[0] / "config.json").stat().st_mtime_ns
+    assert main([*args, "--estimator", "surge"]) == 0
+    assert (teachers[0] / "config.json").stat().st_mtime_ns == stamp
+    assert [r.status for r in ResultsDB(db_url).list_runs()] == ["finished", "finished"]
