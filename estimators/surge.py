@@ -24,8 +24,9 @@ against STE's 1 + 2. In ``model.eval()`` (or without grad) the layer is the base
 estimator's binary layer and ``aux_weight`` is not touched.
 
 Choices the paper leaves open, exposed as hyperparameters (defaults first):
-  eta = 0.1          the AGS ratio ||lambda g_a|| / ||g_b||; see the README for the
-                     sweep that chose it
+  eta = 0.2          the AGS ratio ||lambda g_a|| / ||g_b||, chosen by the sweep of
+                     benchmarks/eta_sweep.py (README): best mean of {0.05, 0.1, 0.2, 0.5, 1},
+                     though within one std of 0.1 and of clipped_ste on that small budget
   base = "clipped_ste"   the main path's elementwise estimator; with the auxiliary
                      path off SURGE equals it exactly
   shared_aux = False     True: W_a is the latent weight W itself (no extra
@@ -103,7 +104,7 @@ class _DualPath(torch.autograd.Function):
 @ESTIMATORS.register("surge")
 @dataclass
 class SURGE(Estimator):
-    eta: float = 0.1
+    eta: float = 0.2
     base: str = "clipped_ste"
     shared_aux: bool = False
     fixed_lambda: Optional[float] = None

