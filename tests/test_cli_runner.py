@@ -19,14 +19,6 @@ def db_url(tmp_path):
     return f"sqlite:///{tmp_path}/bench.sqlite"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _bench(db_url, *args):
     return main(["run", "--task", "classification", "--db", db_url, *args])
 

@@ -19,14 +19,6 @@ import estimators
 from estimators import BinaryConv2d, BinaryLinear, binary_layers, binary_sign, sign_with_surrogate_grad
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tensors are tiny: one intra-op thread avoids OpenMP overhead (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 # --------------------------------------------------------------------------------------
 # Independent numpy references (float64) of d surrogate / dx.
 # --------------------------------------------------------------------------------------

@@ -27,15 +27,6 @@ ALL_LAYERS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tensors are tiny: one intra-op thread avoids OpenMP overhead (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def resnet18() -> nn.Module:
     torch.manual_seed(0)
     return MODELS.get("resnet18_cifar")()

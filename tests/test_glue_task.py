@@ -16,14 +16,6 @@ TINY = ["--epochs", "1", "--quiet", "--set", "num_hidden_layers=2", "--set", "tr
         "--set", "eval_subset=32", "--set", "batch_size=32", "--set", "max_seq_length=32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def sst2_root(tmp_path):
     """A small SST-2 in the real GLUE layout, so tests need neither the network nor the vader cache."""
@@ -164,7 +156,7 @@ def test_dataset_all_runs_every_glue_task_and_reports_the_average(tmp_path):
 def test_knowledge_distillation_trains_the_teacher_once(tmp_path, sst2_root):
     db_url = f"sqlite:///{tmp_path}/glue.sqlite"
     args = ["run", "--task", "glue", "--dataset", "sst2", "--data-root", str(sst2_root), "--db", db_url,
-            *TINY, "--set", "kd=logits_hidden", "--set", f"cache_dir={tmp_path / 'cache'}"]
+            *TINY, "--set", "kd=logits_hidden_attention", "--set", f"cache_dir={tmp_path / 'cache'}"]
     assert main([*args, "--estimator", "clipped_ste"]) == 0
     teachers = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(teachers) == 1 and (teachers[0] / "config.json").exists()
@@ -172,3 +164,24 @@ def test_knowledge_distillation_trains_the_teacher_once(tmp_path, sst2_root):
     assert main([*args, "--estimator", "surge"]) == 0
     assert (teachers[0] / "config.json").stat().st_mtime_ns == stamp
     assert [r.status for r in ResultsDB(db_url).list_runs()] == ["finished", "finished"]
+
+
+def test_distillation_loss_terms():
+    from types import SimpleNamespace
+
+    from tasks.glue.training import distillation_loss
+
+    logits = torch.tensor([[0.0, 0.0]])
+    teacher_logits = torch.tensor([[0.0, 100.0]])  # teacher is sure of class 1
+    hidden_s, hidden_t = (torch.zeros(1, 2, 3),), (torch.ones(1, 2, 3),)
+    att_s, att_t = (torch.zeros(1, 1, 2, 2),), (torch.full((1, 1, 2, 2), 0.5),)
+    student = SimpleNamespace(logits=logits, hidden_states=hidden_s, attentions=att_s)
+    teacher = SimpleNamespace(logits=teacher_logits, hidden_states=hidden_t, attentions=att_t)
+    soft_ce = torch.log(torch.tensor(2.0))  # -log softmax([0, 0])[1]
+    torch.testing.assert_close(distillation_loss(student, teacher, False, "logits"), soft_ce)
+    torch.testing.assert_close(distillation_loss(student, teacher, False, "logits_hidden"), soft_ce + 1.0)
+    torch.testing.assert_close(distillation_loss(student, teacher, False, "logits_hidden_attention"),
+                               soft_ce + 1.0 + 0.25)
+    regression = SimpleNamespace(logits=torch.tensor([[1.0]]), hidden_states=(), attentions=())
+    target = SimpleNamespace(logits=torch.tensor([[3.0]]), hidden_states=(), attentions=())
+    torch.testing.assert_close(distillation_loss(regression, target, True, "logits"), torch.tensor(4.0))

@@ -13,7 +13,7 @@ import estimators
 from bench.training import StepTimer, check_finite, progress_bar
 from tasks.glue.metrics import METRICS
 
-KD_MODES = ("none", "logits", "logits_hidden")
+KD_MODES = ("none", "logits", "logits_hidden", "logits_hidden_attention")
 
 
 class EncodedExamples(torch.utils.data.Dataset):
@@ -53,14 +53,16 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> t
 
 def distillation_loss(student, teacher, regression: bool, mode: str) -> torch.Tensor:
     """Logits KD (soft cross-entropy, or MSE for regression) plus, optionally, the MSE of
-    every layer's hidden states (TinyBERT/BiT-style; shapes must match: same architecture)."""
+    every layer's hidden states and of its attention maps (TinyBERT/BiT-style; the shapes
+    must match, so the teacher is the same architecture)."""
     if regression:
         loss = F.mse_loss(student.logits, teacher.logits)
     else:
         loss = -(F.softmax(teacher.logits, -1) * F.log_softmax(student.logits, -1)).sum(-1).mean()
-    if mode == "logits_hidden":
-        pairs = zip(student.hidden_states, teacher.hidden_states)
-        loss = loss + sum(F.mse_loss(s, t) for s, t in pairs)
+    if "hidden" in mode:
+        loss = loss + sum(F.mse_loss(s, t) for s, t in zip(student.hidden_states, teacher.hidden_states))
+    if "attention" in mode:
+        loss = loss + sum(F.mse_loss(s, t) for s, t in zip(student.attentions, teacher.attentions))
     return loss
 
 
@@ -68,7 +70,7 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device, step: in
                 timer: StepTimer, regression: bool, description: str, quiet: bool,
                 teacher: Optional[nn.Module] = None, kd: str = "none", max_grad_norm: float = 1.0):
     model.train()
-    want_hidden = kd == "logits_hidden"
+    outputs = {"output_hidden_states": "hidden" in kd, "output_attentions": "attention" in kd}
     loss_sum, seen = 0.0, 0
     bar = progress_bar(len(loader), description, quiet)
     started = time.perf_counter()
@@ -77,10 +79,10 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device, step: in
         labels = batch.pop("labels")
         estimators.set_progress(model, min(step / max(total_steps - 1, 1), 1.0))
         timer.start()
-        out = model(**batch, output_hidden_states=want_hidden)
+        out = model(**batch, **outputs)
         if teacher is not None and kd != "none":
             with torch.no_grad():
-                target = teacher(**batch, output_hidden_states=want_hidden)
+                target = teacher(**batch, **outputs)
             loss = distillation_loss(out, target, regression, kd)
         else:
             loss = task_loss(out.logits, labels, regression)
