@@ -13,7 +13,6 @@ Tables:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -230,44 +229,34 @@ class ResultsDB:
         Only the latest finished execution of each config hash counts, so a forced
         rerun replaces its predecessor instead of adding a seed.
         """
-        import pandas as pd
-
-        with self.session() as s:
-            rows = s.execute(
-                select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.preset,
-                       Run.seed, Metric.name, Metric.value, Metric.higher_is_better, Metric.primary, Run.config)
-                .join(Metric, Metric.run_id == Run.id)
-                .where(Run.status == "finished")
-            ).all()
-        rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
-        columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed",
-                   "metric", "value", "higher_is_better", "primary", "estimator_hparams"]
-        frame = pd.DataFrame(rows, columns=columns)
-        if frame.empty:
-            return frame
-        latest = frame.groupby("config_hash")["run_id"].transform("max")
-        return frame[frame["run_id"] == latest].reset_index(drop=True)
+        return self._finished_frame(
+            Metric, [Metric.name, Metric.value, Metric.higher_is_better, Metric.primary],
+            ["metric", "value", "higher_is_better", "primary"],
+        )
 
     def curves_frame(self):
         """Curves of finished runs (latest execution per config hash) as a DataFrame."""
+        return self._finished_frame(
+            CurvePoint, [CurvePoint.epoch, CurvePoint.step, CurvePoint.name, CurvePoint.value],
+            ["epoch", "step", "curve", "value"],
+        )
+
+    def _finished_frame(self, child, child_columns: list, names: list[str]):
+        """Finished runs joined with a child table; run keys + ``names`` + estimator_hparams."""
         import pandas as pd
 
         with self.session() as s:
             rows = s.execute(
                 select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.preset,
-                       Run.seed, CurvePoint.epoch, CurvePoint.step, CurvePoint.name, CurvePoint.value, Run.config)
-                .join(CurvePoint, CurvePoint.run_id == Run.id)
+                       Run.seed, *child_columns, Run.config)
+                .join(child, child.run_id == Run.id)
                 .where(Run.status == "finished")
             ).all()
         rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
         columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed",
-                   "epoch", "step", "curve", "value", "estimator_hparams"]
+                   *names, "estimator_hparams"]
         frame = pd.DataFrame(rows, columns=columns)
         if frame.empty:
             return frame
         latest = frame.groupby("config_hash")["run_id"].transform("max")
         return frame[frame["run_id"] == latest].reset_index(drop=True)
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

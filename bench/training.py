@@ -65,6 +65,22 @@ def check_finite(value: float, what: str, step: int) -> None:
         raise Diverged(f"{what} is {value} at step {step}")
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, step: int,
+                   max_grad_norm: Optional[float] = None) -> float:
+    """Backward, optional gradient clipping, optimizer and LR-schedule step; returns the loss
+    value and raises Diverged when it is not finite."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    value = loss.item()
+    check_finite(value, "training loss", step)
+    return value
+
+
 class StepTimer:
     """Mean wall time of a training step, skipping the first ``skip`` (warm-up) steps."""
 

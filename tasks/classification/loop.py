@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from bench.training import StepTimer, check_finite, progress_bar
+from bench.training import StepTimer, optimizer_step, progress_bar
 from tasks.classification.metrics import topk_correct
 
 
@@ -24,14 +24,8 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.de
         estimators.set_progress(model, min(step / max(total_steps - 1, 1), 1.0))
         timer.start()
         logits = model(images)
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss_value = optimizer_step(F.cross_entropy(logits, labels), optimizer, scheduler, step)
         timer.stop()
-        loss_value = loss.item()
-        check_finite(loss_value, "training loss", step)
         step += 1
         loss_sum += loss_value * len(labels)
         correct += int((logits.argmax(1) == labels).sum())

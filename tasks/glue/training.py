@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from bench.training import StepTimer, check_finite, progress_bar
+from bench.training import StepTimer, optimizer_step, progress_bar
 from tasks.glue.metrics import METRICS
 
 KD_MODES = ("none", "logits", "logits_hidden", "logits_hidden_attention")
@@ -86,14 +86,8 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device, step: in
             loss = distillation_loss(out, target, regression, kd)
         else:
             loss = task_loss(out.logits, labels, regression)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        scheduler.step()
+        value = optimizer_step(loss, optimizer, scheduler, step, max_grad_norm)
         timer.stop()
-        value = loss.item()
-        check_finite(value, "training loss", step)
         step += 1
         loss_sum += value * len(labels)
         seen += len(labels)
