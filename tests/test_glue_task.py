@@ -1,5 +1,4 @@
 """The GLUE family end to end on a 2-layer MiniLM: rows in the database, binary encoder, gradients."""
-from pathlib import Path
 
 import pytest
 import torch
