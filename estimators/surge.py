@@ -58,8 +58,10 @@ class _DualPath(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, aux_weight, bias, layer, surge):
         ctx.layer, ctx.surge = layer, surge
+        # the base's surrogate derivatives as of this forward (its schedule may move before backward)
+        ctx.x_grad_fn = surge.base_estimator.activation_grad_fn()
+        ctx.w_grad_fn = surge.base_estimator.weight_grad_fn()
         ctx.save_for_backward(x, weight, aux_weight)
-        ctx.has_bias = bias is not None
         w_binary = binary_sign(weight) * layer.weight_scale()
         return layer.functional(binary_sign(x), w_binary, bias)
 
@@ -67,18 +69,15 @@ class _DualPath(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, aux_weight = ctx.saved_tensors
         layer, surge = ctx.layer, ctx.surge
-        base: ElementwiseEstimator = surge.base_estimator
         shared = aux_weight is None
-        need_x, need_w, need_aux, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1], \
-            ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        need_x, need_w, need_aux, need_bias = ctx.needs_input_grad[:4]
         grad_out = grad_out.contiguous()
 
         scale = layer.weight_scale()
         w_binary = binary_sign(weight) * scale
         grad_x_b, grad_w_b = layer.backward_products(grad_out, binary_sign(x), w_binary, True, need_w)
-        x_grad_fn = base.activation_grad_fn()
-        if x_grad_fn is not None:
-            grad_x_b.mul_(x_grad_fn(x))
+        if ctx.x_grad_fn is not None:
+            grad_x_b.mul_(ctx.x_grad_fn(x))
 
         need_w_a = need_aux or (shared and need_w)
         grad_x_a, grad_w_a = layer.backward_products(
@@ -90,14 +89,13 @@ class _DualPath(torch.autograd.Function):
         grad_w = grad_aux = None
         if need_w:
             grad_w = grad_w_b.mul_(scale)
-            w_grad_fn = base.weight_grad_fn()
-            if w_grad_fn is not None:
-                grad_w.mul_(w_grad_fn(weight))
+            if ctx.w_grad_fn is not None:
+                grad_w.mul_(ctx.w_grad_fn(weight))
             if shared:
                 grad_w.add_(grad_w_a.mul_(lam))
         if need_aux:
             grad_aux = grad_w_a.mul_(lam)
-        grad_bias = layer.bias_grad(grad_out) if (ctx.has_bias and need_bias) else None
+        grad_bias = layer.bias_grad(grad_out) if need_bias else None
         return grad_x, grad_w, grad_aux, grad_bias, None, None
 
 

@@ -233,3 +233,19 @@ def test_surge_unsupported_padding_mode_is_a_clear_error():
     model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"))
     with pytest.raises(ValueError, match="padding_mode"):
         estimators.binarize_model(model, estimators.build("surge"), scope="all")
+
+
+def test_scheduled_base_uses_the_progress_of_the_forward():
+    """surge(base=ede) at eta 0 is ede; set_progress between forward and backward must not leak in."""
+    ede_model = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1))
+    surge_model = copy.deepcopy(ede_model)
+    estimators.binarize_model(ede_model, estimators.build("ede"), scope="all")
+    estimators.binarize_model(surge_model, estimators.build("surge", eta=0.0, base="ede"), scope="all")
+    x, upstream = _conv_case()
+    _, expected = _grads(ede_model, x, upstream)  # progress 0 throughout
+    x = x.clone().requires_grad_(True)
+    out = surge_model(x)
+    estimators.set_progress(surge_model, 1.0)
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, expected)
+    torch.testing.assert_close(surge_model[0].weight.grad, ede_model[0].weight.grad)
