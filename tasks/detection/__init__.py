@@ -1,0 +1,9 @@
+"""Detection task family (registers the task ``detection``); needs the ``detection`` extra (OpenMMLab).
+
+mmdet is imported only when a detection run is checked or started, so the core install
+lists and runs the other families without it.
+"""
+from bench.task_api import TASKS
+from tasks.detection.task import DetectionTask
+
+TASKS.register("detection")(DetectionTask())

@@ -1,0 +1,269 @@
+"""The detection family on mmdet: offline data, VOC reading, scopes, binary convs, runs in the database."""
+import json
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import estimators
+from bench.cli import main
+from bench.db import ResultsDB
+from bench.errors import DataMissingError, Diverged, UserError
+from estimators.base import binary_sign
+
+pytest.importorskip("mmdet")
+
+from tasks.detection import data as detection_data, synthetic  # noqa: E402
+from tasks.detection.task import import_openmmlab  # noqa: E402
+
+SMALL = synthetic.SceneSpec(image_size=96, n_train=6, n_val=5, max_objects=3)
+TWO_ITERATIONS = ["--epochs", "1", "--quiet", "--set", "train_subset=8", "--set", "batch_size=4",
+                  "--set", "eval_subset=4", "--set", "workers=0"]
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    return synthetic.build_offline_set(tmp_path_factory.mktemp("det"), SMALL)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A cache holding the offline set of the quick preset (generated once, about 10 s)."""
+    folder = tmp_path_factory.mktemp("cache")
+    detection_data.offline_folder(str(folder))
+    return folder
+
+
+# -- the offline set -----------------------------------------------------------------------
+def test_offline_set_loads_in_pycocotools_and_ground_truth_scores_ap_one(small_set):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO(str(small_set / "annotations" / "instances_val.json"))
+    assert len(gt.getImgIds()) == SMALL.n_val and len(gt.getCatIds()) == 10
+    detections = [dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0)
+                  for a in gt.dataset["annotations"]]
+    evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0) and evaluation.stats[1] == pytest.approx(1.0)
+
+
+def test_boxes_are_the_exact_tight_boxes_of_the_pasted_masks():
+    items = np.zeros((1, 28, 28), np.uint8)
+    items[0, 5:20, 8:12] = 255  # a 4x15 bar: pasted at scale 1 its box is exactly 4 wide, 15 high
+    spec = synthetic.SceneSpec(image_size=64, n_train=6, max_objects=1, min_scale=1.0, max_scale=1.0)
+    flat = [np.full((80, 80, 3), 90, np.uint8)]
+    for scene in synthetic.generate_scenes(spec, "train", items, np.array([4]), flat):
+        (x0, y0, x1, y1), = scene.boxes
+        assert (x1 - x0 + 1, y1 - y0 + 1) == (4, 15) and scene.labels == [4]
+        background = scene.image[(0, -1, 0, -1), (0, 0, -1, -1)]  # the corners: the bar is never there
+        assert (background == background[0]).all()
+        changed = np.argwhere((scene.image != background[0]).any(axis=2))
+        assert (changed.min(0).tolist(), changed.max(0).tolist()) == ([y0, x0], [y1, x1])
+
+
+def test_generation_is_deterministic(tmp_path, small_set):
+    again = synthetic.build_offline_set(tmp_path, SMALL)
+    for name in ("instances_train.json", "instances_val.json"):
+        assert (again / "annotations" / name).read_bytes() == (small_set / "annotations" / name).read_bytes()
+    assert (again / "val" / "000003.png").read_bytes() == (small_set / "val" / "000003.png").read_bytes()
+
+
+# -- VOC and malformed input ---------------------------------------------------------------
+def test_voc_folder_with_difficult_flags_loads_through_mmdet(tmp_path, small_set):
+    import_openmmlab()
+    from mmdet.datasets import VOCDataset
+
+    items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
+    scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))
+    difficult = [[j == 0 for j in range(len(s.boxes))] for s in scenes]
+    voc_names = detection_data.VOC_CLASSES[:10]
+    for year, split in (("2007", "trainval"), ("2007", "test")):
+        synthetic.write_voc(tmp_path / "VOCdevkit", year, split, scenes, voc_names, difficult)
+    detection_data.check("voc2007", str(tmp_path), None)  # the suite's own validation passes
+
+    dataset = VOCDataset(data_root=str(tmp_path / "VOCdevkit"), ann_file="VOC2007/ImageSets/Main/test.txt",
+                         data_prefix=dict(sub_data_root="VOC2007/"), pipeline=[], test_mode=True)
+    assert len(dataset) == len(scenes)
+    for info, scene in zip((dataset.get_data_info(i) for i in range(len(dataset))), scenes):
+        assert [i["ignore_flag"] for i in info["instances"]] == [1] + [0] * (len(scene.boxes) - 1)
+        assert [i["bbox_label"] for i in info["instances"]] == scene.labels
+        # written as VOC's 1-based inclusive corners; mmdet subtracts 1 from all four
+        assert [i["bbox"] for i in info["instances"]] == [list(box) for box in scene.boxes]
+
+
+def test_malformed_voc_xml_is_one_line_naming_the_file(tmp_path, small_set):
+    items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
+    scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))[:2]
+    for split in ("trainval", "test"):
+        base = synthetic.write_voc(tmp_path / "VOCdevkit", "2007", split, scenes, detection_data.VOC_CLASSES[:10])
+    broken = base / "Annotations" / "2007_000001.xml"
+    broken.write_text(broken.read_text().replace("</annotation>", ""))
+    with pytest.raises(UserError, match=f"malformed annotation file {broken}") as error:
+        detection_data.check("voc2007", str(tmp_path), None)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("content, fault", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"images": [], "annotations": []}), "no 'categories' list"),
+    (json.dumps({"images": [{"id": 1}], "categories": [{"id": 1}],
+                 "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}), "annotation 0 has no"),
+    (json.dumps({"images": [{"id": 1}], "categories": [{"id": 1}],
+                 "annotations": [{"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4]}]}), "unknown image_id 7"),
+])
+def test_malformed_coco_json_is_one_line_naming_the_file(tmp_path, content, fault):
+    path = tmp_path / "instances_val.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=fault) as error:
+        detection_data.check_coco_json(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_data_folder_names_the_folder(tmp_path):
+    with pytest.raises(DataMissingError, match=f"no VOCdevkit/VOC2007 under {tmp_path}"):
+        detection_data.check("voc", str(tmp_path), None)
+    with pytest.raises(DataMissingError, match="needs --data-root"):
+        detection_data.check("coco", None, None)
+
+
+def test_cli_bad_data_is_one_line_and_leaves_no_row(tmp_path, capsys):
+    db_url = f"sqlite:///{tmp_path}/det.sqlite"
+    coco = tmp_path / "coco" / "annotations"
+    coco.mkdir(parents=True)
+    (coco / "instances_train2017.json").write_text("{broken")
+    code = main(["run", "--task", "detection", "--estimator", "surge", "--dataset", "coco",
+                 "--data-root", str(tmp_path), "--db", db_url, "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert f"malformed annotation file {coco / 'instances_train2017.json'}" in err
+    assert ResultsDB(db_url).list_runs() == []
+
+
+# -- models and scopes ---------------------------------------------------------------------
+def _detector(model="faster_rcnn_r18_fpn", scope="backbone", estimator="surge", num_classes=10):
+    from mmdet.registry import MODELS
+    from mmengine.config import ConfigDict
+
+    from tasks.detection.backbone import sign_preserving_activations
+    from tasks.detection.models import DETECTORS, SCOPES
+
+    import_openmmlab()
+    detector = MODELS.build(ConfigDict(DETECTORS.get(model)(num_classes)))
+    detector.init_weights()
+    for part in ("neck", "rpn_head", "roi_head", "bbox_head"):
+        if hasattr(detector, part):
+            sign_preserving_activations(getattr(detector, part))
+    record = estimators.binarize_model(detector, estimators.build(estimator), scope, scopes=SCOPES)
+    return detector, record
+
+
+def test_backbone_scope_binarizes_the_sixteen_3x3_convs_and_keeps_stem_and_shortcuts():
+    _, record = _detector(scope="backbone")
+    assert len(record.binarized) == 16 and all(n.startswith("backbone.layer") for n in record.binarized)
+    assert record.full_precision["backbone.conv1"] == "stem conv"
+    assert record.full_precision["backbone.layer2.0.downsample.1"] == "downsample shortcut"
+    assert record.full_precision["neck.lateral_convs.0.conv"] == "neck outside the scope"
+
+
+def test_wider_scopes_add_neck_then_heads_but_never_prediction_layers():
+    _, neck = _detector(scope="backbone+neck")
+    assert len(neck.binarized) == 16 + 8  # FPN: 4 lateral + 4 output convs
+    _, faster = _detector(scope="all")
+    assert {"rpn_head.rpn_conv", "roi_head.bbox_head.shared_fcs.0", "roi_head.bbox_head.shared_fcs.1"} <= set(
+        faster.binarized)
+    for name in ("rpn_head.rpn_cls", "rpn_head.rpn_reg", "roi_head.bbox_head.fc_cls", "roi_head.bbox_head.fc_reg"):
+        assert faster.full_precision[name] == "prediction layer"
+    _, retina = _detector(model="retinanet_r18_fpn", scope="all")
+    assert len([n for n in retina.binarized if n.startswith("bbox_head")]) == 8  # 2 towers x 4 convs
+    assert retina.full_precision["bbox_head.retina_cls"] == "prediction layer"
+
+
+@pytest.mark.parametrize("estimator", ["clipped_ste", "surge"])
+def test_binarized_convs_see_exactly_plus_minus_one_weights_and_inputs(cache_dir, estimator):
+    from mmdet.registry import DATASETS
+    from mmengine.dataset import pseudo_collate
+
+    detector, record = _detector(model="retinanet_r18_fpn", scope="all", estimator=estimator)
+    folder = detection_data.offline_folder(str(cache_dir))
+    data = detection_data._coco(folder, "train", "val", synthetic.FASHION_CLASSES,
+                                detection_data.pipelines((96, 96)), 2, None, cache_dir)
+    dataset = DATASETS.build(data.train)
+    seen = {}
+    layers = dict(estimators.binary_layers(detector))
+    for name, layer in layers.items():
+        def recording(x, weight, bias, _layer=layer, _name=name):
+            seen[_name] = (x.detach(), weight.detach(), _layer.weight_scale().detach())
+            return type(_layer).functional(_layer, x, weight, bias)
+        layer.functional = recording
+    detector.train()
+    batch = detector.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
+    losses = detector(**batch, mode="loss")
+    detector.parse_losses(losses)[0].backward()
+    assert set(seen) == set(record.binarized) and len(seen) == 16 + 8 + 8
+    for name, (x, weight, scale) in seen.items():
+        assert set(x.unique().tolist()) <= {-1.0, 1.0}, name
+        assert len(x.unique()) == 2, f"{name} sees one sign only: its input lost the sign"
+        torch.testing.assert_close(weight, binary_sign(layers[name].weight.detach()) * scale, rtol=0, atol=0)
+        assert layers[name].weight.grad is not None and layers[name].weight.grad.abs().sum() > 0
+
+
+# -- hooks -----------------------------------------------------------------------------------
+def test_progress_hook_sets_p_to_iteration_over_max_iters():
+    from tasks.detection.hooks import EstimatorProgressHook
+
+    detector, _ = _detector(model="retinanet_r18_fpn", estimator="ede")
+    estimator = next(layer.estimator for _, layer in estimators.binary_layers(detector))
+    runner = types.SimpleNamespace(model=detector, iter=30, max_iters=120)
+    EstimatorProgressHook().before_train_iter(runner, 0)
+    assert estimator.progress == pytest.approx(0.25)
+
+
+def test_report_hook_raises_diverged_on_a_nan_loss():
+    from bench.task_api import Reporter
+    from bench.training import StepTimer
+    from tasks.detection.hooks import BenchReportHook
+
+    hook = BenchReportHook(Reporter(quiet=True), StepTimer(torch.device("cpu")), "test", 2)
+    runner = types.SimpleNamespace(iter=4)
+    hook.before_train_iter(runner, 0)
+    hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
+    hook.before_train_iter(runner, 1)
+    with pytest.raises(Diverged, match="training loss is nan at step 5"):
+        hook.after_train_iter(runner, 1, outputs={"loss": torch.tensor(math.nan)})
+
+
+# -- end to end ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_iteration_quick_runs_land_finished_rows_with_bbox_map(tmp_path, cache_dir):
+    """Two-step like the presets: a 2-iteration full-precision stage, cached, then 2 binary iterations."""
+    db_url = f"sqlite:///{tmp_path}/det.sqlite"
+    cached = []
+    for estimator in ("clipped_ste", "surge"):
+        code = main(["run", "--task", "detection", "--estimator", estimator, "--db", db_url, *TWO_ITERATIONS,
+                     "--set", "pretrain_epochs=1", "--set", f"cache_dir={cache_dir}"])
+        assert code == 0
+        cached += [(p, p.stat().st_mtime_ns) for p in (cache_dir / "detection" / "detectors").glob("*/detector.pth")]
+    assert len(cached) == 2 and cached[0] == cached[1]  # trained once, reused by the second run
+    db = ResultsDB(db_url)
+    runs = db.list_runs()
+    assert [(r.estimator, r.status, r.model) for r in runs] == [
+        ("clipped_ste", "finished", "retinanet_r18_fpn"), ("surge", "finished", "retinanet_r18_fpn")]
+    for run in runs:
+        full = db.get_run(run.id)
+        metrics = {m.name: m for m in full.metrics}
+        assert set(metrics) == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+        assert metrics["bbox_mAP"].primary and metrics["bbox_mAP"].higher_is_better
+        assert all(0.0 <= m.value <= 100.0 for m in metrics.values())
+        assert full.scope["scope"] == "backbone" and len(full.scope["binarized"]) == 16
+        assert full.scope["pretraining"]["cache_key"] == cached[0][0].parent.name
+        assert set(full.scope["pretraining"]["metrics"]) == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+        assert full.n_binary_params == sum(
+            c * c * 9 * n for c, n in ((64, 4), (128, 3), (256, 3), (512, 3))) + 64 * 128 * 9 + 128 * 256 * 9 \
+            + 256 * 512 * 9
+        curves = db.curves_frame()
+        assert set(curves[curves.run_id == run.id].curve) >= {"train_loss", "lr", "val_bbox_mAP"}
