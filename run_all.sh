@@ -4,7 +4,8 @@
 #   ./run_all.sh                   quick preset on offline data (minutes to an hour on 2 CPU cores)
 #   ./run_all.sh --preset paper    the papers' recipes (GPU machines; days)
 #
-# Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b".
+# Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b",
+#          --workers N (runs at once, default 1), --executor local|slurm (with --slurm key=value ...).
 # The quick preset runs detection (minutes a run on a CPU) with seed 0 only unless --seeds is given.
 # Finished runs are skipped, so rerunning resumes where a previous call stopped.
 set -euo pipefail
@@ -16,6 +17,7 @@ seeds_given=0
 db_args=()
 data_args=()
 only_estimators=""
+sweep_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --preset) preset=$2; shift 2 ;;
@@ -23,7 +25,8 @@ while [ $# -gt 0 ]; do
         --db) db_args=(--db "$2"); shift 2 ;;
         --data-root) data_args=(--data-root "$2"); shift 2 ;;
         --estimators) only_estimators=$2; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --workers|--executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -41,16 +44,13 @@ for task in $tasks; do
     if [ "$task" = detection ] && [ "$preset" = quick ] && [ "$seeds_given" = 0 ]; then
         task_seeds="0"
     fi
-    for estimator in $estimators; do
-        for seed in $task_seeds; do
-            echo "== $task / $estimator / seed $seed ($preset)"
-            bench run --task "$task" --estimator "$estimator" --preset "$preset" --seed "$seed" \
-                "${db_args[@]}" "${data_args[@]}" || failed=$((failed + 1))
-        done
-    done
+    echo "== $task ($preset): $estimators x seeds $task_seeds"
+    # bench sweep skips finished configs and isolates each run in its own process
+    bench sweep --task "$task" --estimator $estimators --seeds $task_seeds --preset "$preset" \
+        "${db_args[@]}" "${data_args[@]}" "${sweep_args[@]}" || failed=$((failed + 1))
 done
 
 bench report --format all --out reports "${db_args[@]}"
 echo
-echo "run_all.sh: $(( $(date +%s) - started )) s; $failed run(s) did not finish (see: bench runs --status failed)"
+echo "run_all.sh: $(( $(date +%s) - started )) s; $failed task famil(ies) with runs that did not finish (see: bench runs)"
 echo "report: $(pwd)/reports/results.md and $(pwd)/reports/results.tex (figures in reports/figures/)"

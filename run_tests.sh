@@ -3,6 +3,6 @@
 # Extra arguments go to pytest, e.g. ./run_tests.sh -m "not slow".
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/setup_env.sh test nlp detection
+scripts/setup_env.sh test nlp detection postgres
 . .venv/bin/activate
 python -m pytest "$@"

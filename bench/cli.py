@@ -3,6 +3,9 @@
     bench list [estimators|tasks|presets|datasets|models|scopes]
     bench run --task T --estimator E [--dataset D] [--model M] [--preset quick|paper] [--seed S]
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
+              [--checkpoint-dir DIR|none] [--gpus N]
+    bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
+                [--executor local|slurm|submitit-local] [--workers N] [--slurm key=value ...] [--db URL]
     bench report [--format md|latex|all] [--out reports/] [--db URL]
     bench runs [--status S] [--task T] [--db URL]
     bench show RUN_ID [--db URL]
@@ -15,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 from typing import Optional
 
 import estimators
+from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
 from bench.config import build_config, get_task
 from bench.db import DatabaseError, ResultsDB, resolve_db_url
 from bench.errors import UserError
@@ -55,21 +61,64 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_gpus(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--gpus":
+            skip = True
+        elif not item.startswith("--gpus="):
+            out.append(item)
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench import distributed
     from bench.runner import execute
 
+    if args.gpus < 1:
+        raise UserError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.gpus > 1 and not distributed.launched():
+        return _run_distributed(args)
+    rank_device = distributed.init()
+    if rank_device is not None:
+        args.device = str(rank_device)
+    try:
+        return _run_configs(args, execute, distributed.is_main())
+    finally:
+        distributed.shutdown()
+
+
+def _run_distributed(args: argparse.Namespace) -> int:
+    """Validate everything here (one-line errors), then relaunch under torchrun."""
+    from bench import distributed
+
+    _configs(args)
+    ResultsDB(args.db)  # an unreachable database fails before any process starts
+    return distributed.relaunch(args.gpus, _without_gpus(args.argv))
+
+
+def _configs(args: argparse.Namespace) -> list:
     task = get_task(args.task)
     datasets = task.dataset_groups.get(args.dataset, (args.dataset,))
-    configs = [  # every config is validated before the first run starts
+    return [  # every config is validated before the first run starts
         build_config(task=args.task, estimator=args.estimator, dataset=dataset, model=args.model,
                      preset=args.preset, seed=args.seed, epochs=args.epochs, data_root=args.data_root,
                      sets=args.set)
         for dataset in datasets
     ]
-    db = ResultsDB(args.db)
+
+
+def _run_configs(args: argparse.Namespace, execute, main_rank: bool) -> int:
+    configs = _configs(args)
+    db = ResultsDB(args.db) if main_rank else None
     failures = 0
     for config in configs:
-        outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device)
+        outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device,
+                          checkpoint_dir=None if args.checkpoint_dir == "none" else args.checkpoint_dir)
+        if not main_rank:
+            continue
         label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
         if outcome.status == "skipped":
             print(f"skipped: {label} already finished as run {outcome.run_id} (use --force to rerun)")
@@ -80,6 +129,72 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  reason: {outcome.error}", file=sys.stderr)
         failures += outcome.status != "finished"
     return 0 if failures == 0 else 1
+
+
+def _writable_folder(path: str, what: str) -> str:
+    folder = Path(path).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {what} under {folder}: {exc.strerror}; choose another folder") from None
+    return str(folder)
+
+
+def _absolute_sqlite(url: str) -> str:
+    """Workers and Slurm jobs may start elsewhere: pin a relative SQLite path to this directory."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.set(database=str(Path(parsed.database).expanduser().resolve())).render_as_string(
+            hide_password=False)
+    return url
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import sweep
+    from bench.training import progress_bar
+
+    if args.executor not in sweep.EXECUTORS:
+        raise UserError(f"unknown executor {args.executor!r}; valid choices: {', '.join(sweep.EXECUTORS)}")
+    slurm_options = sweep.parse_slurm_options(args.slurm)
+    file_values = sweep.load_grid_file(args.grid) if args.grid else {}
+    grid = sweep.grid_from(file_values, args.task, args.dataset, args.model, args.estimator, args.seeds,
+                           args.preset, args.set, args.data_root)
+    configs = sweep.expand(grid)
+    db_url = _absolute_sqlite(resolve_db_url(args.db))
+    db = ResultsDB(db_url)
+    checkpoint_dir = None if args.checkpoint_dir == "none" else _writable_folder(args.checkpoint_dir, "checkpoints")
+    log_dir = Path(_writable_folder(args.log_dir, "sweep logs"))
+    db.mark_stale_interrupted()
+    pending = [c for c in configs if db.finished_run(c.hash()) is None]
+    print(f"sweep: {len(configs)} configs, {len(configs) - len(pending)} already finished, "
+          f"{len(pending)} to run on the {args.executor} executor")
+    if args.dry_run or not pending:
+        for config in pending:
+            print(f"  would run: {sweep.label(config)}")
+        return 0
+
+    counts: dict[str, int] = {}
+    bar = progress_bar(len(pending), "sweep", args.quiet)
+
+    def on_done(result) -> None:
+        counts[result.status] = counts.get(result.status, 0) + 1
+        bar.update(1)
+        bar.set_postfix(counts)
+        if result.status not in ("finished", "skipped", "submitted"):
+            bar.write(f"{result.status}: {sweep.label(result.config)}: {result.detail}", file=sys.stderr)
+
+    if args.executor == "local":
+        sweep.run_local(pending, db_url, args.workers, checkpoint_dir, log_dir, on_done)
+    else:
+        sweep.run_submitit(pending, db_url, checkpoint_dir, args.executor, slurm_options, log_dir / "submitit",
+                           wait=args.executor == "submitit-local" or args.wait, on_done=on_done)
+    bar.close()
+    print("sweep: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + f" (logs: {log_dir})")
+    return 0 if set(counts) <= {"finished", "skipped", "submitted"} else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -165,7 +280,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun even if an identical run finished")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
+                   help="per-run checkpoints for resuming (default: %(default)s; 'none' disables)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="processes with DistributedDataParallel under torchrun, one per GPU (gloo on CPUs)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run a grid of configs (skipping finished ones) on local workers or Slurm")
+    p.add_argument("--grid", help="a YAML or TOML grid file (keys: tasks, datasets, models, estimators, seeds, "
+                                  "preset, set, data_root); command-line values override it")
+    p.add_argument("--task", nargs="+", default=[])
+    p.add_argument("--dataset", nargs="+", default=[])
+    p.add_argument("--model", nargs="+", default=[])
+    p.add_argument("--estimator", nargs="+", default=[])
+    p.add_argument("--seeds", nargs="+", type=int, default=[])
+    p.add_argument("--preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a grid axis: a config field, estimator hyperparameter or task option with its values")
+    p.add_argument("--data-root")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--executor", default="local", help="local (default), slurm or submitit-local")
+    p.add_argument("--workers", type=int, default=1, help="local executor: runs at once (default 1)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="sbatch option for the slurm executor, e.g. partition=gpu time=720 gpus_per_node=1")
+    p.add_argument("--wait", action="store_true", help="slurm executor: wait for the jobs and report outcomes")
+    p.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR)
+    p.add_argument("--log-dir", default="results/logs", help="one log file per run (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="list the configs that would run")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="write markdown/LaTeX tables and figures from the database")
     p.add_argument("--format", default="all", choices=("md", "latex", "all"))
@@ -191,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (UserError, DatabaseError) as exc:

@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select,
+    JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 DEFAULT_DB_URL = "sqlite:///results/bench.sqlite"
 STATUSES = ("running", "finished", "failed", "diverged", "interrupted")
+#: a running run whose heartbeat is older than this is taken as dead (killed, node lost)
+STALE_AFTER_S = 180.0
+WRITE_ATTEMPTS = 8
+T = TypeVar("T")
 
 
 class DatabaseError(RuntimeError):
@@ -130,10 +137,10 @@ def open_engine(url: Optional[str] = None) -> Engine:
         except OSError as exc:
             raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}") from None
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, pool_pre_ping=parsed.get_backend_name() != "sqlite")
         if parsed.get_backend_name() == "sqlite":
             _enable_sqlite_wal(engine)
-        Base.metadata.create_all(engine)
+        _create_schema(engine)
     except ModuleNotFoundError as exc:
         raise DatabaseError(
             f"database driver {exc.name!r} missing for {parsed.drivername!r}: pip install -e '.[postgres]'"
@@ -142,6 +149,41 @@ def open_engine(url: Optional[str] = None) -> Engine:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {reason}") from None
     return engine
+
+
+def _create_schema(engine: Engine) -> None:
+    # Several processes opening a new PostgreSQL database at once race on CREATE TABLE;
+    # the loser sees a duplicate type/table error, and the schema exists a moment later.
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (IntegrityError, ProgrammingError):
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def _dead_here(provenance: Optional[dict]) -> bool:
+    """True when the run's process was on this host and is gone."""
+    info = provenance or {}
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
+        return False
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """Errors another writer causes, worth retrying: SQLite's lock, PostgreSQL's serialization/deadlock."""
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return exc.connection_invalidated or any(
+        word in text for word in ("database is locked", "database table is locked", "busy", "deadlock",
+                                  "could not serialize", "server closed the connection"))
 
 
 class ResultsDB:
@@ -158,34 +200,60 @@ class ResultsDB:
             with session.begin():
                 yield session
 
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction; retry it when another writer holds a lock.
+
+        A transaction is all or nothing, so a retried write never leaves half a row.
+        """
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.session() as s:
+                    return work(s)
+            except DBAPIError as exc:
+                if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
+                    raise
+                time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
     # -- writes -------------------------------------------------------------------------
     def start_run(self, **fields: Any) -> int:
         now = utcnow()
-        with self.session() as s:
+
+        def work(s: Session) -> int:
             run = Run(status="running", started_at=now, heartbeat_at=now, **fields)
             s.add(run)
             s.flush()
             return run.id
 
+        return self._write(work)
+
     def update_run(self, run_id: int, **fields: Any) -> None:
-        with self.session() as s:
+        def work(s: Session) -> None:
             run = s.get(Run, run_id)
             for key, value in fields.items():
                 setattr(run, key, value)
             run.heartbeat_at = utcnow()
 
+        self._write(work)
+
+    def heartbeat(self, run_id: int) -> None:
+        self.update_run(run_id)
+
     def add_curve_points(self, run_id: int, epoch: int, step: int, values: dict[str, float]) -> None:
-        with self.session() as s:
+        def work(s: Session) -> None:
             for name, value in values.items():
                 s.add(CurvePoint(run_id=run_id, epoch=epoch, step=step, name=name, value=float(value)))
             s.get(Run, run_id).heartbeat_at = utcnow()
+
+        self._write(work)
 
     def finish_run(self, run_id: int, status: str, metrics: list[dict] | None = None,
                    error: str | None = None, **fields: Any) -> None:
         """Close a run: its final status, metrics (name, value, higher_is_better, primary)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
-        with self.session() as s:
+
+        def work(s: Session) -> None:
             run = s.get(Run, run_id)
             run.status = status
             run.error = error
@@ -196,7 +264,40 @@ class ResultsDB:
             for metric in metrics or []:
                 s.add(Metric(run_id=run_id, **metric))
 
+        self._write(work)
+
+    def delete_curve_points_after(self, run_id: int, epoch: int) -> None:
+        """Drop the curve points a killed run wrote after its last checkpoint (it redoes those epochs)."""
+        self._write(lambda s: s.execute(delete(CurvePoint).where(CurvePoint.run_id == run_id,
+                                                                 CurvePoint.epoch > epoch)))
+
+    def mark_stale_interrupted(self, stale_after_s: Optional[float] = None) -> list[int]:
+        """Mark ``running`` rows interrupted whose heartbeat stopped (a killed process, a lost
+        node: older than ``stale_after_s``, default $BENCH_STALE_AFTER_S or 180 s) or whose
+        process, on this host, no longer exists."""
+        if stale_after_s is None:
+            stale_after_s = float(os.environ.get("BENCH_STALE_AFTER_S", STALE_AFTER_S))
+        limit = utcnow() - dt.timedelta(seconds=stale_after_s)
+
+        def work(s: Session) -> list[int]:
+            running = list(s.scalars(select(Run).where(Run.status == "running")))
+            stale = [run for run in running if run.heartbeat_at < limit or _dead_here(run.provenance)]
+            for run in stale:
+                run.status = "interrupted"
+                run.error = f"no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (process killed?)"
+                run.finished_at = run.heartbeat_at
+            return [run.id for run in stale]
+
+        return self._write(work)
+
     # -- reads --------------------------------------------------------------------------
+    def latest_run(self, config_hash: str, status: str) -> Optional[Run]:
+        with self.session() as s:
+            return s.scalars(
+                select(Run).where(Run.config_hash == config_hash, Run.status == status)
+                .order_by(Run.id.desc()).limit(1)
+            ).first()
+
     def finished_run(self, config_hash: str) -> Optional[Run]:
         with self.session() as s:
             return s.scalars(

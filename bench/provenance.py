@@ -1,6 +1,7 @@
 """Where a result came from: code version, library versions, device, host."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -28,6 +29,7 @@ def collect(device: str) -> dict:
         "python": platform.python_version(),
         "device": device,
         "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -2,21 +2,32 @@
 
 Whatever happens, the row is closed: finished (with metrics), diverged (a NaN or
 inf loss/metric), failed (the exception's one-line summary) or interrupted
-(Ctrl-C). Validation happens before the row is created, so bad input leaves no row.
+(Ctrl-C, SIGTERM). Validation happens before the row is created, so bad input leaves no row.
+
+A run that was killed outright (kill -9, a lost node) cannot close its row: a heartbeat
+thread refreshes ``heartbeat_at`` while it runs, and the next execution against the same
+database marks rows with a stale heartbeat (or, on this host, a dead process) interrupted.
+Executing the config of an interrupted run resumes that row from its last checkpoint.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import traceback
+from pathlib import Path
 from typing import Optional
 
-from bench import provenance
+from bench import distributed, provenance
+from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer
 from bench.config import RunConfig, get_task
 from bench.db import ResultsDB
-from bench.errors import Diverged
+from bench.errors import Diverged, UserError
 from bench.task_api import Reporter, TaskResult
 from bench.training import pick_device
+
+HEARTBEAT_EVERY_S = 30.0
 
 _RESULT_FIELDS = ("n_params", "n_binary_params", "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb")
 
@@ -35,40 +46,131 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{where}"
 
 
-def execute(config: RunConfig, db: ResultsDB, force: bool = False, quiet: bool = False,
-            device: Optional[str] = None) -> RunOutcome:
+class _Heartbeat:
+    """Refreshes the run's heartbeat every ``every`` seconds from a daemon thread."""
+
+    def __init__(self, db: ResultsDB, run_id: int, every: float = HEARTBEAT_EVERY_S) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(db, run_id, every), daemon=True)
+
+    def _beat(self, db: ResultsDB, run_id: int, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                db.heartbeat(run_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                pass
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+class _SigtermAsInterrupt:
+    """Slurm (and most schedulers) stop a job with SIGTERM: treat it like Ctrl-C, so the row is closed."""
+
+    def __enter__(self) -> None:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpoint_dir: Optional[str]) -> RunOutcome:
+    """A rank other than 0 of a multi-process run: rank 0 decides and writes; this rank trains along."""
+    decision = distributed.broadcast(None)
+    if decision != "run":
+        return RunOutcome(None, "skipped" if decision == "skip" else "failed", {})
+    checkpoint = Checkpointer(Path(checkpoint_dir) / config.hash() if checkpoint_dir else None)
+    result = task.run(config, Reporter(quiet=True, checkpoint=checkpoint), device=device)
+    return RunOutcome(None, "finished", dict(result.metrics))
+
+
+def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, quiet: bool = False,
+            device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR) -> RunOutcome:
+    """Run one config and record it (in a multi-process run, only rank 0 touches ``db``)."""
     task = get_task(config.task)
     task.check(config)
+    if not distributed.is_main():
+        return _follow(config, task, quiet, device, checkpoint_dir)
+    try:
+        outcome = _prepare(config, db, force)
+    except BaseException:
+        distributed.broadcast("abort")
+        raise
+    distributed.broadcast("skip" if outcome is not None else "run")
+    if outcome is not None:
+        return outcome
+    return _execute(config, task, db, force, quiet, device, checkpoint_dir)
+
+
+def _prepare(config: RunConfig, db: ResultsDB, force: bool) -> Optional[RunOutcome]:
+    """Close dead runs; the outcome of an already finished config (None: run it)."""
     config_hash = config.hash()
+    db.mark_stale_interrupted()
     done = db.finished_run(config_hash)
     if done is not None and not force:
         return RunOutcome(done.id, "skipped", {m.name: m.value for m in db.get_run(done.id).metrics})
+    live = db.latest_run(config_hash, "running")
+    if live is not None and not force:
+        raise UserError(f"run {live.id} with this config is running (heartbeat {live.heartbeat_at:%H:%M:%S} UTC, "
+                        f"host {(live.provenance or {}).get('host')}); wait for it, or pass --force")
+    return None
 
+
+def _execute(config: RunConfig, task, db: ResultsDB, force: bool, quiet: bool, device: Optional[str],
+             checkpoint_dir: Optional[str]) -> RunOutcome:
+    config_hash = config.hash()
+    checkpoint = Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None)
+    interrupted = db.latest_run(config_hash, "interrupted")
     device_name = str(pick_device(device))
-    run_id = db.start_run(
-        config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
-        dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
-        seed=config.seed, provenance=provenance.collect(device_name),
-    )
+    if distributed.world_size() > 1:
+        device_name += f" x {distributed.world_size()} processes"
+    if interrupted is not None and checkpoint.exists() and not force:
+        run_id = interrupted.id
+        db.update_run(run_id, status="running", error=None, finished_at=None,
+                      provenance={**(interrupted.provenance or {}), **provenance.collect(device_name),
+                                  "resumed": (interrupted.provenance or {}).get("resumed", 0) + 1})
+    else:
+        checkpoint.discard()
+        run_id = db.start_run(
+            config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
+            dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
+            seed=config.seed, provenance=provenance.collect(device_name),
+        )
     reporter = Reporter(
         on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
         on_info=lambda fields: db.update_run(run_id, **fields),
-        quiet=quiet,
+        quiet=quiet, checkpoint=checkpoint,
+        on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch),
     )
     try:
-        result: TaskResult = task.run(config, reporter, device=device)
+        with _Heartbeat(db, run_id), _SigtermAsInterrupt():
+            result: TaskResult = task.run(config, reporter, device=device)
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
     except Diverged as exc:
         db.finish_run(run_id, "diverged", error=str(exc))
+        checkpoint.discard()
         return RunOutcome(run_id, "diverged", {}, str(exc))
-    except KeyboardInterrupt:
-        db.finish_run(run_id, "interrupted", error="interrupted by the user (KeyboardInterrupt)")
+    except KeyboardInterrupt as exc:
+        reason = f"stopped by {exc.args[0]}" if exc.args else "interrupted by the user (KeyboardInterrupt)"
+        db.finish_run(run_id, "interrupted", error=reason + ("; rerun to resume" if checkpoint.exists() else ""))
         raise
     except Exception as exc:  # noqa: BLE001 - every crash is recorded, then reported
         db.finish_run(run_id, "failed", error=_one_line(exc))
         return RunOutcome(run_id, "failed", {}, _one_line(exc))
+    checkpoint.discard()
 
     specs = {s.name: s for s in task.metric_specs(config.dataset)}
     metrics = [

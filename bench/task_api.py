@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable, Optional
 
+from bench.checkpoint import Checkpointer
 from bench.registry import Registry
 
 TASKS: Registry["Task"] = Registry("task")
@@ -42,13 +43,40 @@ class TaskResult:
 
 
 class Reporter:
-    """Callbacks a task uses while it runs (the runner's end writes them to the database)."""
+    """Callbacks a task uses while it runs (the runner's end writes them to the database).
+
+    ``checkpoint`` is where the task saves its state every epoch and restores it from when
+    the runner resumes an interrupted run (disabled: a Checkpointer without folder).
+    """
 
     def __init__(self, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-                 on_info: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> None:
+                 on_info: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False,
+                 checkpoint: Optional[Checkpointer] = None,
+                 on_resume: Callable[[int], None] | None = None) -> None:
         self._on_epoch = on_epoch
         self._on_info = on_info
+        self._on_resume = on_resume
         self.quiet = quiet
+        self.checkpoint = checkpoint or Checkpointer(None)
+
+    def resumed(self, epoch: int) -> None:
+        """The task restored the state at the end of ``epoch``: later curve points are void."""
+        if self._on_resume:
+            self._on_resume(epoch)
+
+    def restore(self, model, optimizer, scheduler, generator=None) -> tuple[int, int, dict[str, float]]:
+        """(first epoch to train, global step, last evaluation scores), from the checkpoint if any."""
+        state = self.checkpoint.restore(model=model, optimizer=optimizer, scheduler=scheduler, generator=generator)
+        if state is None:
+            return 1, 0, {}
+        self.resumed(state["epoch"])
+        return state["epoch"] + 1, state["step"], state["extra"].get("scores", {})
+
+    def save(self, epoch: int, step: int, model, optimizer, scheduler, generator=None,
+             scores: Optional[dict[str, float]] = None) -> None:
+        """Checkpoint the end of ``epoch`` (a no-op without a checkpoint folder, or off rank 0)."""
+        self.checkpoint.save(epoch=epoch, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
+                             generator=generator, extra={"scores": scores or {}})
 
     def epoch_end(self, epoch: int, step: int, values: dict[str, float]) -> None:
         if self._on_epoch:

@@ -267,3 +267,32 @@ def test_two_iteration_quick_runs_land_finished_rows_with_bbox_map(tmp_path, cac
             + 256 * 512 * 9
         curves = db.curves_frame()
         assert set(curves[curves.run_id == run.id].curve) >= {"train_loss", "lr", "val_bbox_mAP"}
+
+
+@pytest.mark.slow
+def test_an_interrupted_detection_run_resumes_from_mmengines_epoch_checkpoint(tmp_path, cache_dir, monkeypatch):
+    db_url = f"sqlite:///{tmp_path}/det.sqlite"
+    args = ["run", "--task", "detection", "--estimator", "surge", "--db", db_url, *TWO_ITERATIONS,
+            "--epochs", "2", "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}",
+            "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    original = ResultsDB.add_curve_points
+
+    def ctrl_c_after_epoch_2(self, run_id, epoch, step, values):
+        original(self, run_id, epoch, step, values)
+        if epoch == 2 and "train_loss" in values:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultsDB, "add_curve_points", ctrl_c_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    (interrupted,) = ResultsDB(db_url).list_runs()
+    assert interrupted.status == "interrupted" and interrupted.error.endswith("rerun to resume")
+    monkeypatch.setattr(ResultsDB, "add_curve_points", original)
+
+    assert main(args) == 0
+    (run,) = ResultsDB(db_url).list_runs()
+    full = ResultsDB(db_url).get_run(run.id)
+    assert run.id == interrupted.id and full.status == "finished" and full.provenance["resumed"] == 1
+    assert sorted(c.epoch for c in full.curves if c.name == "train_loss") == [1, 2]  # epoch 2 redone once
+    assert {m.name for m in full.metrics} == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())

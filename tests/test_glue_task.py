@@ -184,3 +184,32 @@ def test_distillation_loss_terms():
     regression = SimpleNamespace(logits=torch.tensor([[1.0]]), hidden_states=(), attentions=())
     target = SimpleNamespace(logits=torch.tensor([[3.0]]), hidden_states=(), attentions=())
     torch.testing.assert_close(distillation_loss(regression, target, True, "logits"), torch.tensor(4.0))
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path, sst2_root, monkeypatch):
+    args = ["run", "--task", "glue", "--estimator", "surge", "--dataset", "sst2", "--data-root", str(sst2_root),
+            *TINY, "--epochs", "3", "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    reference_url, resumed_url = f"sqlite:///{tmp_path}/reference.sqlite", f"sqlite:///{tmp_path}/resumed.sqlite"
+    assert main([*args, "--db", reference_url]) == 0
+
+    original = ResultsDB.add_curve_points
+
+    def ctrl_c_in_epoch_2(self, run_id, epoch, step, values):
+        original(self, run_id, epoch, step, values)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultsDB, "add_curve_points", ctrl_c_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--db", resumed_url])
+    (interrupted,) = ResultsDB(resumed_url).list_runs()
+    assert interrupted.status == "interrupted" and interrupted.error.endswith("rerun to resume")
+    monkeypatch.setattr(ResultsDB, "add_curve_points", original)
+
+    assert main([*args, "--db", resumed_url]) == 0
+    (resumed,) = ResultsDB(resumed_url).list_runs()
+    (reference,) = ResultsDB(reference_url).list_runs()
+    assert resumed.id == interrupted.id and resumed.status == "finished"
+    assert {m.name: m.value for m in resumed.metrics} == {m.name: m.value for m in reference.metrics}
+    curves = ResultsDB(resumed_url).get_run(resumed.id).curves
+    assert sorted(c.epoch for c in curves if c.name == "train_loss") == [1, 2, 3]  # epoch 2 redone once

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 import estimators
+from bench import distributed
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
 from bench.training import (
     StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb, pick_device,
@@ -49,10 +50,12 @@ class ClassificationTask(Task):
         train_set = data.load_split(config.dataset, "train", config.data_root, config.train_subset,
                                     augment=bool(config.options["augment"]))
         test_set = data.load_split(config.dataset, "test", config.data_root, config.eval_subset, augment=False)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # saved in checkpoints: resumed epochs shuffle alike
         workers = int(config.options["num_workers"])
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                                   generator=generator, num_workers=workers, drop_last=False)
+        sampler = distributed.sampler(train_set, shuffle=True, seed=seed)  # None in a single process
+        train_loader = torch.utils.data.DataLoader(
+            train_set, batch_size=max(config.batch_size // distributed.world_size(), 1), shuffle=sampler is None,
+            sampler=sampler, generator=generator, num_workers=workers, drop_last=False)
         test_loader = torch.utils.data.DataLoader(test_set, batch_size=max(config.batch_size, 256),
                                                   num_workers=workers)
         return train_loader, test_loader
@@ -69,6 +72,7 @@ class ClassificationTask(Task):
         model.to(device_)
         example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size, device=device_)
         cost = count_cost(model, example)
+        plain_model, model = model, distributed.wrap(model, device_)
         reporter.info(scope=record.to_dict(), n_params=cost.n_params, n_binary_params=cost.n_binary_params,
                       binary_ops=cost.binary_ops, float_ops=cost.float_ops)
 
@@ -79,20 +83,23 @@ class ClassificationTask(Task):
         topk = (1, 5) if config.dataset in _TOP5_DATASETS else (1,)
         timer = StepTimer(device_)
         reset_peak_memory(device_)
-        step, scores = 0, {}
-        for epoch in range(1, config.epochs + 1):
+        first_epoch, step, scores = reporter.restore(model, optimizer, scheduler, train_loader.generator)
+        for epoch in range(first_epoch, config.epochs + 1):
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             step, train_stats = train_epoch(
                 model, train_loader, optimizer, scheduler, device_, step, total_steps, timer,
                 f"{config.estimator} {config.dataset} epoch {epoch}/{config.epochs}", reporter.quiet,
             )
-            scores = evaluate(model, test_loader, device_, topk)
+            scores = evaluate(plain_model, test_loader, device_, topk)  # every rank: the same full test set
             check_finite(scores["loss"], "evaluation loss", step)
             curve = {**train_stats, **{f"val_{k}": v for k, v in scores.items()}, "lr": lr}
             lambdas = estimators.auxiliary_lambdas(model)
             if lambdas:
                 curve["surge_lambda_mean"] = sum(lambdas.values()) / len(lambdas)
             reporter.epoch_end(epoch, step, curve)
+            reporter.save(epoch, step, model, optimizer, scheduler, train_loader.generator, scores)
         return TaskResult(
             metrics=scores, primary_metric="top1", scope=record.to_dict(), n_params=cost.n_params,
             n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops, float_ops=cost.float_ops,

@@ -42,7 +42,10 @@ class BenchReportHook(Hook):
         self._losses: list[float] = []
 
     def before_train(self, runner) -> None:
+        if runner.epoch > 0:  # resumed from mmengine's checkpoint of that epoch
+            self.reporter.resumed(runner.epoch)
         self._bar = progress_bar(runner.max_iters, self.label, self.reporter.quiet)
+        self._bar.update(runner.iter)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self.timer.start()

@@ -8,11 +8,14 @@ two hooks (progress p, reporting).
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from bench import distributed
 from bench.task_api import Reporter
 from bench.training import StepTimer
 from tasks.detection.data import DetectionData
@@ -22,6 +25,7 @@ METRIC_NAMES = {
     "coco": {"bbox_mAP": "coco/bbox_mAP", "bbox_mAP_50": "coco/bbox_mAP_50", "bbox_mAP_75": "coco/bbox_mAP_75"},
     "voc": {"mAP50": "pascal_voc/mAP"},
 }
+_FULL_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _OPTIMIZER_TYPES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
@@ -52,12 +56,19 @@ def param_schedulers(config, iters_per_epoch: int) -> list[dict]:
 
 
 def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, reporter: Reporter,
-        label: str, launcher: str = "none") -> tuple[dict[str, float], StepTimer]:
+        label: str, checkpoint_every_epoch: bool = False) -> tuple[dict[str, float], StepTimer]:
     """Train ``detector`` with the RunConfig's schedule; evaluate after the last epoch (and every
-    ``val_every`` epochs)."""
+    ``val_every`` epochs).
+
+    With ``checkpoint_every_epoch`` mmengine's CheckpointHook keeps the last epoch's state in
+    ``work_dir``, and a ``work_dir`` that holds one is resumed from (model, optimizer, LR
+    schedule, epoch; the data order of the remaining epochs is not bit-identical to an
+    uninterrupted run's).
+    """
     from mmdet.registry import DATASETS
     from mmengine.runner import Runner
 
+    resuming = checkpoint_every_epoch and (work_dir / "last_checkpoint").is_file()
     train_set = DATASETS.build(data.train)
     iters_per_epoch = max(math.ceil(len(train_set) / config.batch_size), 1)
     workers, val_every = int(config.options["workers"]), int(config.options["val_every"])
@@ -76,14 +87,28 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
         val_cfg=dict(type="ValLoop"),
         optim_wrapper=optim_wrapper(config),
         param_scheduler=param_schedulers(config, iters_per_epoch),
-        default_hooks=dict(checkpoint=None, logger=dict(type="LoggerHook", interval=10**6)),
+        default_hooks=dict(
+            checkpoint=dict(type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=1)
+            if checkpoint_every_epoch else None,
+            logger=dict(type="LoggerHook", interval=10**6)),
+        resume=resuming,
         custom_hooks=[EstimatorProgressHook(), report],
         randomness=dict(seed=config.seed),
-        launcher=launcher,
+        # under `bench run --gpus N` (torchrun) mmengine wraps the model and shards the data itself
+        launcher="pytorch" if distributed.world_size() > 1 else "none",
         default_scope="mmdet",
         log_level="WARNING",
     )
-    runner.train()
+    previous = os.environ.get(_FULL_LOAD)
+    if resuming:  # mmengine's checkpoints hold more than tensors; torch 2.6+ loads weights only by default
+        os.environ[_FULL_LOAD] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=f"Environment variable {_FULL_LOAD}")
+            runner.train()
+    finally:
+        if resuming and previous is None:
+            os.environ.pop(_FULL_LOAD, None)
     return report.last_metrics, timer
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import estimators
+from bench import distributed
 from bench.errors import UserError
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
 from bench.training import peak_memory_mb, pick_device, reset_peak_memory, seed_everything
@@ -129,11 +130,13 @@ class DetectionTask(Task):
             run_options = {**stage.options, "workers": config.options["workers"]}  # workers do not change results
             scores, _ = fit(detector, data, dataclasses.replace(stage, options=run_options), work_dir / "pretrain",
                             Reporter(quiet=reporter.quiet), f"full-precision pre-training {config.model}")
-            folder.mkdir(parents=True, exist_ok=True)
-            metrics_file.write_text(json.dumps(scores))
-            partial = folder / f"detector.pth.tmp{os.getpid()}"
-            torch.save(detector.state_dict(), partial)
-            partial.replace(weights)
+            if distributed.is_main():
+                folder.mkdir(parents=True, exist_ok=True)
+                metrics_file.write_text(json.dumps(scores))
+                partial = folder / f"detector.pth.tmp{os.getpid()}"
+                torch.save(detector.state_dict(), partial)
+                partial.replace(weights)
+            distributed.barrier()
         scores = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return weights, {"cache_key": key, "epochs": epochs, "metrics": scores}
 
@@ -163,6 +166,8 @@ class DetectionTask(Task):
         scale = detection_data.parse_image_scale(config.options["image_scale"])
         with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
             work_dir = Path(tmp)
+            # mmengine keeps the run's epoch checkpoint where the runner's Checkpointer points
+            run_dir = reporter.checkpoint.folder / "mmengine" if reporter.checkpoint.enabled else work_dir / "run"
             data = detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None, scale,
                                         config.train_subset, config.eval_subset, work_dir)
             pretrained, pretraining = self._pretrained(config, data, work_dir, reporter)
@@ -177,8 +182,8 @@ class DetectionTask(Task):
             reporter.info(scope=record, n_params=cost.n_params, n_binary_params=cost.n_binary_params,
                           binary_ops=cost.binary_ops, float_ops=cost.float_ops)
             reset_peak_memory(device_)
-            scores, timer = fit(detector, data, config, work_dir / "run", reporter,
-                                f"{config.estimator} {config.dataset}")
+            scores, timer = fit(detector, data, config, run_dir, reporter, f"{config.estimator} {config.dataset}",
+                                checkpoint_every_epoch=reporter.checkpoint.enabled)
         return TaskResult(
             metrics=scores, primary_metric=self.metric_specs(config.dataset)[0].name, scope=record,
             n_params=cost.n_params, n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops,

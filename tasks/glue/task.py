@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 import estimators
+from bench import distributed
 from bench.errors import UserError
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
 from bench.training import (
@@ -95,8 +96,10 @@ class GlueTask(Task):
         collate = make_collate(tokenizer)
         train = _subset(data.load_glue_split(config.dataset, "train", config.data_root, cache), config.train_subset)
         train_set = EncodedExamples(train, tokenizer, max_length, spec.is_regression)
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                                   generator=torch.Generator().manual_seed(seed), collate_fn=collate)
+        sampler = distributed.sampler(train_set, shuffle=True, seed=seed)  # None in a single process
+        train_loader = torch.utils.data.DataLoader(
+            train_set, batch_size=max(config.batch_size // distributed.world_size(), 1), shuffle=sampler is None,
+            sampler=sampler, generator=torch.Generator().manual_seed(seed), collate_fn=collate)
         dev_loaders = {}
         for split in spec.dev_splits:
             dev = _subset(data.load_glue_split(config.dataset, split, config.data_root, cache), config.eval_subset)
@@ -113,18 +116,21 @@ class GlueTask(Task):
 
     def _fit(self, model, config, spec, train_loader, dev_loaders, device, reporter: Reporter, label: str,
              epochs: int, teacher=None) -> tuple[dict[str, float], StepTimer]:
+        plain_model, model = model, distributed.wrap(model, device)  # DDP in a multi-process run
         optimizer = build_optimizer(config, model.parameters())
         total_steps = epochs * len(train_loader)
         scheduler = build_scheduler(config, optimizer, total_steps,
                                     warmup_steps=math.ceil(config.warmup_epochs * len(train_loader)))
         timer = StepTimer(device)
-        step, scores = 0, {}
-        for epoch in range(1, epochs + 1):
+        first_epoch, step, scores = reporter.restore(model, optimizer, scheduler, train_loader.generator)
+        for epoch in range(first_epoch, epochs + 1):
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             step, stats = train_epoch(model, train_loader, optimizer, scheduler, device, step, total_steps, timer,
                                       spec.is_regression, f"{label} {config.dataset} epoch {epoch}/{epochs}",
                                       reporter.quiet, teacher, config.options["kd"])
-            scores = self._evaluate(model, dev_loaders, spec, device)
+            scores = self._evaluate(plain_model, dev_loaders, spec, device)  # every rank: the full dev set
             for name, value in scores.items():
                 check_finite(value, f"dev {name}", step)
             curve = {**stats, **{f"val_{k}": v for k, v in scores.items()}, "lr": lr}
@@ -132,6 +138,7 @@ class GlueTask(Task):
             if lambdas:
                 curve["surge_lambda_mean"] = sum(lambdas.values()) / len(lambdas)
             reporter.epoch_end(epoch, step, curve)
+            reporter.save(epoch, step, model, optimizer, scheduler, train_loader.generator, scores)
         return scores, timer
 
     def _teacher(self, config, spec, train_loader, dev_loaders, device, reporter: Reporter):
@@ -151,8 +158,9 @@ class GlueTask(Task):
             teacher.to(device)
             quiet = Reporter(quiet=reporter.quiet)
             self._fit(teacher, teacher_config, spec, train_loader, dev_loaders, device, quiet, "teacher", epochs)
-            folder.mkdir(parents=True, exist_ok=True)
-            teacher.save_pretrained(folder)
+            if distributed.is_main():
+                folder.mkdir(parents=True, exist_ok=True)
+                teacher.save_pretrained(folder)
         return teacher.to(device).eval()
 
     # -- the run ------------------------------------------------------------------------
