@@ -96,6 +96,13 @@ def load_grid_file(path: str) -> dict[str, Any]:
     return content
 
 
+def _seeds(values: Any) -> list[int]:
+    try:
+        return [int(s) for s in _as_list(values)]
+    except (TypeError, ValueError):
+        raise UserError(f"grid seeds must be integers, got {values!r}") from None
+
+
 def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str], models: list[str],
               estimators_: list[str], seeds: list[int], preset: Optional[str], sets: list[str],
               data_root: Optional[str]) -> Grid:
@@ -111,7 +118,7 @@ def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str]
         estimators=estimators_ or [str(e) for e in _as_list(file_values.get("estimators"))],
         datasets=datasets or [str(d) for d in _as_list(file_values.get("datasets"))],
         models=models or [str(m) for m in _as_list(file_values.get("models"))],
-        seeds=seeds or [int(s) for s in _as_list(file_values.get("seeds"))] or [0],
+        seeds=seeds or _seeds(file_values.get("seeds")) or [0],
         preset=preset or str(file_values.get("preset", "quick")),
         sets=set_values,
         data_root=data_root or file_values.get("data_root"),

@@ -75,6 +75,9 @@ def test_eight_concurrent_writers_lose_nothing(db_url):
         assert {(c.epoch, c.name) for c in full.curves} == {(e, n) for e in range(1, EPOCHS + 1) for n in CURVES}
     assert len(db.metrics_frame()) == 2 * WRITERS
     assert len(db.curves_frame()) == WRITERS * EPOCHS * len(CURVES)
+    print(f"concurrency ({db_url.split(':')[0]}): {WRITERS} writers wrote {WRITERS} runs, "
+          f"{WRITERS * EPOCHS * len(CURVES)} curve points, {2 * WRITERS} metrics; found {len(runs)} runs, "
+          f"{len(db.curves_frame())} curve points, {len(db.metrics_frame())} metrics")
 
 
 def test_writers_racing_to_create_the_schema(db_url):

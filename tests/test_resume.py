@@ -60,6 +60,8 @@ def test_kill_9_then_rerun_resumes_to_the_uninterrupted_metrics(tmp_path):
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     after, expected = _final(killed_db), _final(reference_db)
     assert after.id == row.id and after.status == "finished" and after.provenance["resumed"] == 1
+    print(f"resume check: uninterrupted {sorted((m.name, m.value) for m in expected.metrics)}; "
+          f"killed after epoch {max(epochs_done_before)} and resumed {sorted((m.name, m.value) for m in after.metrics)}")
     assert {m.name: m.value for m in after.metrics} == {m.name: m.value for m in expected.metrics}
     assert sorted((c.epoch, c.name) for c in after.curves) == sorted((c.epoch, c.name) for c in expected.curves)
     assert not checkpoint.exists()  # discarded once finished

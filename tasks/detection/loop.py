@@ -70,7 +70,8 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
 
     resuming = checkpoint_every_epoch and (work_dir / "last_checkpoint").is_file()
     train_set = DATASETS.build(data.train)
-    iters_per_epoch = max(math.ceil(len(train_set) / config.batch_size), 1)
+    per_process = max(config.batch_size // distributed.world_size(), 1)  # the config's batch is global
+    iters_per_epoch = max(math.ceil(len(train_set) / (per_process * distributed.world_size())), 1)
     workers, val_every = int(config.options["workers"]), int(config.options["val_every"])
     loader = dict(num_workers=workers, persistent_workers=workers > 0)
     timer = StepTimer(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -78,7 +79,7 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
     runner = Runner(
         model=detector,
         work_dir=str(work_dir),
-        train_dataloader=dict(batch_size=config.batch_size, sampler=dict(type="DefaultSampler", shuffle=True),
+        train_dataloader=dict(batch_size=per_process, sampler=dict(type="DefaultSampler", shuffle=True),
                               batch_sampler=dict(type="AspectRatioBatchSampler"), dataset=train_set, **loader),
         val_dataloader=dict(batch_size=2, sampler=dict(type="DefaultSampler", shuffle=False), drop_last=False,
                             dataset=data.val, **loader),
