@@ -73,7 +73,8 @@ class BenchReportHook(Hook):
         self.reporter.epoch_end(runner.epoch + 1, runner.iter, values)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        named = {ours: 100.0 * float(metrics[theirs]) for ours, theirs in self.metric_names.items()
+        # mmdet rounds its metrics to 3 decimals: in percent, 4 decimals drop the float noise (14.000000000000002)
+        named = {ours: round(100.0 * float(metrics[theirs]), 4) for ours, theirs in self.metric_names.items()
                  if metrics and theirs in metrics}
         if metrics is not None and not named:
             # mmdet leaves the keys out when no image got a detection above the score threshold.
