@@ -96,6 +96,21 @@ def test_voc_folder_with_difficult_flags_loads_through_mmdet(tmp_path, small_set
         assert [i["bbox"] for i in info["instances"]] == [list(box) for box in scene.boxes]
 
 
+def test_voc_0712_configs_build_mmdet_datasets_with_the_voc07_metric(tmp_path, small_set):
+    import_openmmlab()
+    from mmdet.registry import DATASETS
+
+    items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
+    scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))
+    for year, split, count in (("2007", "trainval", 3), ("2012", "trainval", 5), ("2007", "test", 4)):
+        synthetic.write_voc(tmp_path / "VOCdevkit", year, split, scenes[:count], detection_data.VOC_CLASSES[:10])
+    data = detection_data.build("voc", str(tmp_path), None, (96, 96), None, None, tmp_path)
+    assert data.metric_style == "voc" and data.evaluator["eval_mode"] == "11points"
+    assert len(DATASETS.build(data.train)) == 3 + 5 and len(DATASETS.build(data.val)) == 4  # 07+12 -> 07 test
+    subset = detection_data.build("voc", str(tmp_path), None, (96, 96), 2, 1, tmp_path)
+    assert len(DATASETS.build(subset.train)) == 2 and len(DATASETS.build(subset.val)) == 1
+
+
 def test_malformed_voc_xml_is_one_line_naming_the_file(tmp_path, small_set):
     items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
     scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))[:2]

@@ -216,11 +216,12 @@ def _voc(devkit: Path, years: tuple[str, ...], pipes, train_subset: Optional[int
                   data_prefix=dict(sub_data_root=f"VOC{year}/"), pipeline=train_pipeline,
                   filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32))
              for year in years]
-    train = parts[0] if len(parts) == 1 else dict(type="ConcatDataset", datasets=parts, ignore_keys=["dataset_type"])
-    if train_subset is not None:
-        train = dict(**train, indices=train_subset) if len(parts) == 1 else dict(
-            type="ConcatDataset", datasets=[dict(**p, indices=train_subset) for p in parts[:1]],
-            ignore_keys=["dataset_type"])
+    if train_subset is not None:  # the first images of the first year's list
+        train = dict(**parts[0], indices=train_subset)
+    elif len(parts) == 1:
+        train = parts[0]
+    else:
+        train = dict(type="ConcatDataset", datasets=parts, ignore_keys=["dataset_type"])
     val = dict(type="VOCDataset", data_root=str(devkit), ann_file="VOC2007/ImageSets/Main/test.txt",
                data_prefix=dict(sub_data_root="VOC2007/"), pipeline=test_pipeline, test_mode=True)
     if eval_subset is not None:
