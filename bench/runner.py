@@ -103,7 +103,7 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
     if not distributed.is_main():
         return _follow(config, task, quiet, device, checkpoint_dir)
     try:
-        outcome = _prepare(config, db, force)
+        outcome = _prepare(config, db, force, checkpoint_dir)
     except BaseException:
         distributed.broadcast("abort")
         raise
@@ -113,8 +113,10 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
     return _execute(config, task, db, force, quiet, device, checkpoint_dir)
 
 
-def _prepare(config: RunConfig, db: ResultsDB, force: bool) -> Optional[RunOutcome]:
-    """Close dead runs; the outcome of an already finished config (None: run it)."""
+def _prepare(config: RunConfig, db: ResultsDB, force: bool, checkpoint_dir: Optional[str]) -> Optional[RunOutcome]:
+    """Close dead runs; drop a checkpoint that will not be resumed; the outcome of an already
+    finished config (None: run it). Runs before the other ranks are told to start, so none of
+    them can restore a checkpoint that rank 0 is about to delete."""
     config_hash = config.hash()
     db.mark_stale_interrupted()
     done = db.finished_run(config_hash)
@@ -124,6 +126,8 @@ def _prepare(config: RunConfig, db: ResultsDB, force: bool) -> Optional[RunOutco
     if live is not None and not force:
         raise UserError(f"run {live.id} with this config is running (heartbeat {live.heartbeat_at:%H:%M:%S} UTC, "
                         f"host {(live.provenance or {}).get('host')}); wait for it, or pass --force")
+    if force or db.latest_run(config_hash, "interrupted") is None:
+        Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None).discard()
     return None
 
 
@@ -141,7 +145,6 @@ def _execute(config: RunConfig, task, db: ResultsDB, force: bool, quiet: bool, d
                       provenance={**(interrupted.provenance or {}), **provenance.collect(device_name),
                                   "resumed": (interrupted.provenance or {}).get("resumed", 0) + 1})
     else:
-        checkpoint.discard()
         run_id = db.start_run(
             config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
             dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
