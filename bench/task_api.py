@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bench.checkpoint import Checkpointer
@@ -126,6 +128,13 @@ class Task:
     def run(self, config, reporter: Reporter, device: Optional[str] = None) -> TaskResult:
         """Train and evaluate one run config; raise bench.errors.Diverged on a NaN loss."""
         raise NotImplementedError
+
+
+def default_cache_dir() -> Path:
+    """Where task families keep what they build once (offline sets, teachers, detectors):
+    $BENCH_CACHE, else ~/.cache/surge-bench."""
+    env = os.environ.get("BENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "surge-bench"
 
 
 def load_task_plugins() -> None:

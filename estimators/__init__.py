@@ -22,6 +22,7 @@ from estimators.patching import (
     SCOPES,
     BinarizationRecord,
     auxiliary_lambdas,
+    mean_auxiliary_lambda,
     binarize_model,
     set_progress,
     strip_auxiliary,
@@ -34,7 +35,7 @@ from estimators import surge  # noqa: E402,F401  (last: it builds its base throu
 
 __all__ = [
     "available", "build", "hparam_names", "binarize_model", "set_progress", "strip_auxiliary",
-    "auxiliary_lambdas", "BinarizationRecord", "BinaryConv2d", "BinaryLinear", "BinaryEmbedding", "BinaryLayer",
+    "auxiliary_lambdas", "mean_auxiliary_lambda", "BinarizationRecord", "BinaryConv2d", "BinaryLinear", "BinaryEmbedding", "BinaryLayer",
     "Estimator", "ElementwiseEstimator", "binary_sign", "sign_with_surrogate_grad",
     "binary_layers", "SCOPES", "ESTIMATORS",
 ]

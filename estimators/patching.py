@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from fnmatch import fnmatch
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from torch import nn
 
@@ -171,6 +171,12 @@ def strip_auxiliary(model: nn.Module) -> int:
             layer.dpgc = False
             layer.aux_weight = None
     return removed
+
+
+def mean_auxiliary_lambda(model: nn.Module) -> Optional[float]:
+    """The mean of :func:`auxiliary_lambdas` over the layers (None without SURGE layers), for curves."""
+    lambdas = auxiliary_lambdas(model)
+    return sum(lambdas.values()) / len(lambdas) if lambdas else None
 
 
 def auxiliary_lambdas(model: nn.Module) -> dict[str, float]:

@@ -95,9 +95,9 @@ class ClassificationTask(Task):
             scores = evaluate(plain_model, test_loader, device_, topk)  # every rank: the same full test set
             check_finite(scores["loss"], "evaluation loss", step)
             curve = {**train_stats, **{f"val_{k}": v for k, v in scores.items()}, "lr": lr}
-            lambdas = estimators.auxiliary_lambdas(model)
-            if lambdas:
-                curve["surge_lambda_mean"] = sum(lambdas.values()) / len(lambdas)
+            lambda_mean = estimators.mean_auxiliary_lambda(model)
+            if lambda_mean is not None:
+                curve["surge_lambda_mean"] = lambda_mean
             reporter.epoch_end(epoch, step, curve)
             reporter.save(epoch, step, model, optimizer, scheduler, train_loader.generator, scores)
         return TaskResult(

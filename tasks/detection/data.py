@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
 from bench.errors import DataMissingError, UserError
+from bench.task_api import default_cache_dir
 from tasks.detection import synthetic
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -41,12 +41,6 @@ class DetectionData:
     evaluator: dict    # mmdet metric config
     metric_style: str  # "coco" | "voc"
     version: str = ""  # identifies generated data (cached models trained on it depend on it)
-
-
-def default_cache_dir() -> Path:
-    """$BENCH_CACHE, else ~/.cache/surge-bench."""
-    env = os.environ.get("BENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "surge-bench"
 
 
 def parse_image_scale(text: str) -> tuple[int, int]:

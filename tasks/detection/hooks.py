@@ -67,9 +67,9 @@ class BenchReportHook(Hook):
         lrs = runner.optim_wrapper.get_lr().get("lr")
         if lrs:
             values["lr"] = float(lrs[0])
-        lambdas = estimators.auxiliary_lambdas(unwrap(runner.model))
-        if lambdas:
-            values["surge_lambda_mean"] = sum(lambdas.values()) / len(lambdas)
+        lambda_mean = estimators.mean_auxiliary_lambda(unwrap(runner.model))
+        if lambda_mean is not None:
+            values["surge_lambda_mean"] = lambda_mean
         self.reporter.epoch_end(runner.epoch + 1, runner.iter, values)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:

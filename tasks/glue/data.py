@@ -52,6 +52,7 @@ from typing import Optional, Sequence, Union
 
 from bench.errors import DataMissingError, UserError
 from bench.registry import Registry
+from bench.task_api import default_cache_dir
 
 Column = Union[str, int]
 
@@ -378,12 +379,6 @@ _SNIPPETS = "movieReviewSnippets_GroundTruth.txt"
 #: One sentence in DEV_BUCKETS lands in dev, chosen by a hash of the sentence text (so the
 #: two sentences the file holds twice fall in the same split).
 DEV_BUCKETS = 10
-
-
-def default_cache_dir() -> Path:
-    """$BENCH_CACHE, else ~/.cache/surge-bench."""
-    env = os.environ.get("BENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "surge-bench"
 
 
 def _fix_sdist() -> str:
