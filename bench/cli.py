@@ -11,23 +11,25 @@
     bench show RUN_ID [--db URL]
     bench plot-estimators [--out reports/figures]
 
-Bad input ends with one line on stderr (``bench: error: ...``) and exit status 2.
+Bad input ends with one line on stderr (``bench: error: ...``) and exit status 2; Ctrl-C or
+SIGTERM with one line (``bench: interrupted: ...``) and 128 + the signal number.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import estimators
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
 from bench.config import build_config, get_task
-from bench.db import DatabaseError, ResultsDB, resolve_db_url
-from bench.errors import UserError
+from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
+from bench.errors import RunInterrupted, UserError
 from bench.task_api import TASKS, load_task_plugins
+from bench.validation import check_runs, writable_folder
 
 LISTABLE = ("estimators", "tasks", "presets", "datasets", "models", "scopes")
 
@@ -95,28 +97,37 @@ def _run_distributed(args: argparse.Namespace) -> int:
     from bench import distributed
 
     _configs(args)
-    ResultsDB(args.db)  # an unreachable database fails before any process starts
+    ResultsDB(args.db).require_writable()  # an unreachable database fails before any process starts
     return distributed.relaunch(args.gpus, _without_gpus(args.argv))
 
 
+def _checkpoint_dir(args: argparse.Namespace) -> Optional[str]:
+    return None if args.checkpoint_dir == "none" else args.checkpoint_dir
+
+
 def _configs(args: argparse.Namespace) -> list:
+    """Every config of the command, each checked (values, data, device, folders) before the first runs."""
     task = get_task(args.task)
     datasets = task.dataset_groups.get(args.dataset, (args.dataset,))
-    return [  # every config is validated before the first run starts
+    configs = [
         build_config(task=args.task, estimator=args.estimator, dataset=dataset, model=args.model,
                      preset=args.preset, seed=args.seed, epochs=args.epochs, data_root=args.data_root,
                      sets=args.set)
         for dataset in datasets
     ]
+    check_runs(configs, device=args.device, checkpoint_dir=_checkpoint_dir(args))
+    return configs
 
 
 def _run_configs(args: argparse.Namespace, execute, main_rank: bool) -> int:
     configs = _configs(args)
     db = ResultsDB(args.db) if main_rank else None
+    if db is not None:
+        db.require_writable()
     failures = 0
     for config in configs:
         outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device,
-                          checkpoint_dir=None if args.checkpoint_dir == "none" else args.checkpoint_dir)
+                          checkpoint_dir=_checkpoint_dir(args))
         if not main_rank:
             continue
         label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
@@ -129,17 +140,6 @@ def _run_configs(args: argparse.Namespace, execute, main_rank: bool) -> int:
             print(f"  reason: {outcome.error}", file=sys.stderr)
         failures += outcome.status != "finished"
     return 0 if failures == 0 else 1
-
-
-def _writable_folder(path: str, what: str) -> str:
-    folder = Path(path).expanduser().resolve()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write {what} under {folder}: {exc.strerror}; choose another folder") from None
-    return str(folder)
 
 
 def _absolute_sqlite(url: str) -> str:
@@ -166,8 +166,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     configs = sweep.expand(grid)
     db_url = _absolute_sqlite(resolve_db_url(args.db))
     db = ResultsDB(db_url)
-    checkpoint_dir = None if args.checkpoint_dir == "none" else _writable_folder(args.checkpoint_dir, "checkpoints")
-    log_dir = Path(_writable_folder(args.log_dir, "sweep logs"))
+    db.require_writable()
+    checkpoint_dir = _checkpoint_dir(args)
+    check_runs(configs, checkpoint_dir=checkpoint_dir)  # data included: no worker starts on a bad config
+    checkpoint_dir = checkpoint_dir and writable_folder(checkpoint_dir, "checkpoint folder")
+    log_dir = Path(writable_folder(args.log_dir, "sweep log folder"))
     db.mark_stale_interrupted()
     pending = [c for c in configs if db.finished_run(c.hash()) is None]
     print(f"sweep: {len(configs)} configs, {len(configs) - len(pending)} already finished, "
@@ -201,8 +204,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
     formats = ("md", "latex") if args.format == "all" else (args.format,)
+    out = writable_folder(args.out, "report folder (--out)")
     db = ResultsDB(args.db)
-    for path in write_report(db, args.out, formats=formats):
+    for path in write_report(db, out, formats=formats):
         print(path)
     return 0
 
@@ -213,6 +217,10 @@ def _primary(run) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.status is not None and args.status not in STATUSES:
+        raise UserError(f"unknown status {args.status!r}; valid choices: {', '.join(STATUSES)}")
+    if args.task is not None:
+        get_task(args.task)
     db = ResultsDB(args.db)
     runs = db.list_runs(status=args.status, task=args.task)
     if not runs:
@@ -251,7 +259,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_plot_estimators(args: argparse.Namespace) -> int:
     from estimators.plotting import plot_estimators
 
-    for path in plot_estimators(args.out):
+    for path in plot_estimators(writable_folder(args.out, "figure folder (--out)")):
         print(path)
     return 0
 
@@ -277,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help=db_help)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, an estimator hyperparameter or a task option")
-    p.add_argument("--force", action="store_true", help="rerun even if an identical run finished")
+    p.add_argument("--force", action="store_true", help="rerun even if an identical run finished (never one that is running)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
@@ -342,6 +350,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (UserError, DatabaseError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"bench: interrupted: {exc.message}", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:  # before a run had a row: nothing to close
+        print("bench: interrupted before any run started; nothing was recorded", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ from typing import Any, Optional
 import estimators
 from bench.errors import UserError
 from bench.task_api import TASKS, Task, load_task_plugins
+from bench.validation import check_values
 
 HASH_EXCLUDED = ("data_root",)
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,19 +167,10 @@ def build_config(
         built = estimators.build(estimator, **hparams)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if values.get("optimizer", "sgd") not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {values['optimizer']!r}; valid choices: {', '.join(OPTIMIZERS)}")
-    if values.get("schedule", "cosine") not in SCHEDULES:
-        raise UserError(f"unknown schedule {values['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
-    scopes = task_obj.scopes or tuple(estimators.SCOPES.names())
-    if values.get("scope") not in scopes:
-        raise UserError(f"unknown scope {values.get('scope')!r} for task {task}; valid choices: {', '.join(scopes)}")
-    for key in ("epochs", "batch_size"):
-        if int(values[key]) < 1:
-            raise UserError(f"{key} must be >= 1, got {values[key]}")
-
-    return RunConfig(
+    config = RunConfig(
         task=task, dataset=dataset, model=model, estimator=estimator,
         estimator_hparams=built.hparams(), preset=preset, seed=int(seed), options=options,
         data_root=data_root, **values,
     )
+    check_values(config, task_obj)
+    return config

@@ -9,6 +9,16 @@ Tables:
               cost figures (params, OPs, step time, peak memory), provenance
     metrics   final metrics of a run, each with its direction (higher_is_better)
     curves    per-epoch (or per-evaluation) values of a run, for learning curves
+
+Guarantees, on SQLite and PostgreSQL alike:
+- any number of processes may open a database that does not exist yet: schema creation
+  runs under a lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction advisory lock);
+- at most one ``running`` row per config hash (a partial unique index), so two processes
+  starting one config at once get one row and one refusal (:class:`RunClaimed`);
+- a SQLite file deleted or replaced while a process uses it is noticed at its next write
+  (:class:`DatabaseGone`) instead of writing into the unlinked file;
+- a database this user cannot write is opened read-only (listing and reports work) and
+  :meth:`ResultsDB.require_writable` says so in one line before a run starts.
 """
 from __future__ import annotations
 
@@ -22,8 +32,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select,
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, delete, event, func, select,
+    text, update,
 )
+from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -37,7 +49,19 @@ T = TypeVar("T")
 
 
 class DatabaseError(RuntimeError):
-    """A database URL that cannot be opened; the message says which and why."""
+    """A database URL that cannot be opened or written; the message says which and why."""
+
+
+class DatabaseGone(DatabaseError):
+    """The SQLite file this process opened was deleted or replaced while it was in use."""
+
+
+class RunClaimed(Exception):
+    """Another process holds the ``running`` row of this config (or took the interrupted one first)."""
+
+    def __init__(self, live: "Optional[Run]") -> None:
+        super().__init__(f"run {live.id if live else '?'} with this config is running")
+        self.live = live
 
 
 def utcnow() -> dt.datetime:
@@ -79,6 +103,12 @@ class Run(Base):
     metrics: Mapped[list["Metric"]] = relationship(back_populates="run", cascade="all, delete-orphan")
     curves: Mapped[list["CurvePoint"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
+    __table_args__ = (
+        # One running execution per config at a time: the database, not a read-then-insert, decides.
+        Index("uq_runs_running_config", "config_hash", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+    )
+
 
 class Metric(Base):
     __tablename__ = "metrics"
@@ -110,18 +140,40 @@ def resolve_db_url(url: Optional[str] = None) -> str:
     return url or os.environ.get("BENCH_DB") or DEFAULT_DB_URL
 
 
-def _enable_sqlite_wal(engine: Engine) -> None:
+def _sqlite_file(url: str) -> Optional[Path]:
+    """The database file of a SQLite URL (None for other backends and in-memory databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    name = parsed.database.removeprefix("file:") if parsed.query.get("uri") == "true" else parsed.database
+    return Path(name).expanduser().resolve()
+
+
+def _sqlite_read_only_url(url: str, file: Path) -> str:
+    """The same database opened read-only; ``immutable`` where SQLite cannot create the WAL's
+    shared-memory file next to it (a read-only folder)."""
+    query = {"mode": "ro", "uri": "true"}
+    if not os.access(file.parent, os.W_OK) and not Path(f"{file}-shm").exists():
+        query["immutable"] = "1"
+    return make_url(url).set(database=f"file:{file}", query=query).render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: Engine, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every sqlite test
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for another opener
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
 
-def open_engine(url: Optional[str] = None) -> Engine:
-    """Open (and create the schema of) a results database; DatabaseError if it cannot."""
+def open_engine(url: Optional[str] = None) -> tuple[Engine, bool]:
+    """Open (and create the schema of) a results database; DatabaseError if it cannot.
+
+    Returns the engine and whether it is read-only (a SQLite file this user cannot write).
+    """
     url = resolve_db_url(url)
     try:
         parsed = make_url(url)
@@ -130,38 +182,78 @@ def open_engine(url: Optional[str] = None) -> Engine:
             f"malformed database URL {url!r}; use e.g. sqlite:///results/bench.sqlite or "
             "postgresql+psycopg://user:password@host/dbname"
         ) from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).expanduser().resolve().parent
+    file = _sqlite_file(url)
+    read_only = file is not None and file.exists() and not (
+        os.access(file, os.W_OK) and os.access(file.parent, os.W_OK))
+    if file is not None and not file.exists():
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}") from None
+            raise DatabaseError(f"cannot create the database folder {file.parent}: {exc.strerror}") from None
     try:
-        engine = create_engine(url, future=True, pool_pre_ping=parsed.get_backend_name() != "sqlite")
-        if parsed.get_backend_name() == "sqlite":
-            _enable_sqlite_wal(engine)
-        _create_schema(engine)
+        engine = create_engine(_sqlite_read_only_url(url, file) if read_only else url, future=True,
+                               pool_pre_ping=parsed.get_backend_name() != "sqlite")
+        if file is not None:
+            _configure_sqlite(engine, read_only)
+        if read_only:
+            with engine.connect() as connection:  # a file that is not a results database fails here
+                connection.execute(select(Run.id).limit(1))
+        else:
+            _create_schema(engine)
     except ModuleNotFoundError as exc:
         raise DatabaseError(
             f"database driver {exc.name!r} missing for {parsed.drivername!r}: pip install -e '.[postgres]'"
         ) from None
     except (OperationalError, SQLAlchemyError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {reason}") from None
-    return engine
+        raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: "
+                            f"{_reason(exc)}") from None
+    return engine, read_only
+
+
+def _reason(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
 def _create_schema(engine: Engine) -> None:
-    # Several processes opening a new PostgreSQL database at once race on CREATE TABLE;
-    # the loser sees a duplicate type/table error, and the schema exists a moment later.
+    """Create missing tables and indexes while holding the database's schema lock, so any
+    number of first openers agree: one creates, the others find it created."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            Base.metadata.create_all(engine)
+            with engine.connect() as connection:
+                if engine.dialect.name == "sqlite":
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) for the writer lock
+                elif engine.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(connection)
+                _create_missing_indexes(connection)
+                connection.commit()
             return
-        except (IntegrityError, ProgrammingError):
-            if attempt == WRITE_ATTEMPTS - 1:
+        except DBAPIError as exc:
+            if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
                 raise
-            time.sleep(0.1 * (attempt + 1))
+            time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+
+
+#: an arbitrary constant naming surge-bench's schema lock among PostgreSQL advisory locks
+_SCHEMA_LOCK_KEY = 0x5E6E_BE4C
+
+
+def _create_missing_indexes(connection) -> None:
+    """Indexes added after a database was created (create_all adds them only with new tables)."""
+    existing = {ix["name"] for ix in sqlalchemy_inspect(connection).get_indexes("runs")}
+    if "uq_runs_running_config" in existing:
+        return
+    doubled = connection.execute(
+        select(Run.config_hash).where(Run.status == "running").group_by(Run.config_hash)
+        .having(func.count() > 1).limit(1)).first()
+    if doubled is None:  # rows of an older version may break the rule until they end: added later
+        next(ix for ix in Run.__table__.indexes if ix.name == "uq_runs_running_config").create(connection)
+
+
+def stale_limit_s() -> float:
+    """Seconds without a heartbeat after which a running row is taken as dead ($BENCH_STALE_AFTER_S)."""
+    return float(os.environ.get("BENCH_STALE_AFTER_S", STALE_AFTER_S))
 
 
 def _dead_here(provenance: Optional[dict]) -> bool:
@@ -191,8 +283,43 @@ class ResultsDB:
 
     def __init__(self, url: Optional[str] = None) -> None:
         self.url = resolve_db_url(url)
-        self.engine = open_engine(self.url)
+        self.engine, self.read_only = open_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._file = _sqlite_file(self.url)
+        self._identity = self._file_identity()
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _file_identity(self) -> Optional[tuple[int, int]]:
+        if self._file is None:
+            return None
+        try:
+            info = self._file.stat()
+        except FileNotFoundError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def check_same_file(self) -> None:
+        """DatabaseGone when the SQLite file was deleted or replaced since it was opened (the
+        open connections would keep writing into the unlinked file, and nobody would see it)."""
+        if self._file is not None and self._file_identity() != self._identity:
+            what = "deleted" if not self._file.exists() else "replaced by another file"
+            raise DatabaseGone(f"the database file {self._file} was {what} while this process used it; "
+                               "nothing more can be recorded there")
+
+    def require_writable(self) -> None:
+        """One-line DatabaseError when this user cannot write the database (before a run starts)."""
+        if self.read_only:
+            raise DatabaseError(f"the database {self._file} is read-only for this user; make it writable "
+                                "or choose another with --db")
+        try:
+            with self.engine.connect() as connection:  # a write that changes nothing, rolled back
+                connection.execute(update(Run).where(text("1 = 0")).values(status=Run.status))
+                connection.rollback()
+        except DBAPIError as exc:
+            raise DatabaseError(f"cannot write to the database {self.display_url}: {_reason(exc)}") from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -206,17 +333,19 @@ class ResultsDB:
         A transaction is all or nothing, so a retried write never leaves half a row.
         """
         for attempt in range(WRITE_ATTEMPTS):
+            self.check_same_file()
             try:
                 with self.session() as s:
                     return work(s)
             except DBAPIError as exc:
                 if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
-                    raise
+                    raise DatabaseError(f"cannot write to the database {self.display_url}: {_reason(exc)}") from exc
                 time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
     # -- writes -------------------------------------------------------------------------
     def start_run(self, **fields: Any) -> int:
+        """Insert a ``running`` row; RunClaimed when this config already has one."""
         now = utcnow()
 
         def work(s: Session) -> int:
@@ -225,7 +354,28 @@ class ResultsDB:
             s.flush()
             return run.id
 
-        return self._write(work)
+        return self._claiming(fields.get("config_hash"), work)
+
+    def resume_run(self, run_id: int, config_hash: str, **fields: Any) -> None:
+        """Turn an ``interrupted`` row back into ``running``; RunClaimed when another process
+        resumed or started the same config first."""
+        def work(s: Session) -> None:
+            changed = s.execute(
+                update(Run).where(Run.id == run_id, Run.status == "interrupted")
+                .values(status="running", error=None, finished_at=None, heartbeat_at=utcnow(), **fields)
+            ).rowcount
+            if changed != 1:
+                raise RunClaimed(s.scalars(select(Run).where(Run.id == run_id)).first())
+
+        self._claiming(config_hash, work)
+
+    def _claiming(self, config_hash: str, work: Callable[[Session], T]) -> T:
+        try:
+            return self._write(work)
+        except DatabaseError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            raise RunClaimed(self.latest_run(config_hash, "running")) from None
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         def work(s: Session) -> None:
@@ -276,7 +426,7 @@ class ResultsDB:
         node: older than ``stale_after_s``, default $BENCH_STALE_AFTER_S or 180 s) or whose
         process, on this host, no longer exists."""
         if stale_after_s is None:
-            stale_after_s = float(os.environ.get("BENCH_STALE_AFTER_S", STALE_AFTER_S))
+            stale_after_s = stale_limit_s()
         limit = utcnow() - dt.timedelta(seconds=stale_after_s)
 
         def work(s: Session) -> list[int]:

@@ -11,3 +11,15 @@ class DataMissingError(UserError):
 
 class Diverged(RuntimeError):
     """Training produced a non-finite loss or metric; the run is marked diverged."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after its row was closed as interrupted; args: (message, signal)."""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def signum(self) -> int:
+        return int(self.args[1])

@@ -3,6 +3,8 @@
 Whatever happens, the row is closed: finished (with metrics), diverged (a NaN or
 inf loss/metric), failed (the exception's one-line summary) or interrupted
 (Ctrl-C, SIGTERM). Validation happens before the row is created, so bad input leaves no row.
+The row is taken atomically (at most one ``running`` row per config hash, enforced by the
+database), so the same config started twice at once runs once and the other start is refused.
 
 A run that was killed outright (kill -9, a lost node) cannot close its row: a heartbeat
 thread refreshes ``heartbeat_at`` while it runs, and the next execution against the same
@@ -14,18 +16,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import traceback
 from pathlib import Path
 from typing import Optional
 
 from bench import distributed, provenance
-from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer
+from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer, CorruptCheckpoint
 from bench.config import RunConfig, get_task
-from bench.db import ResultsDB
-from bench.errors import Diverged, UserError
+from bench.db import DatabaseError, ResultsDB, RunClaimed, stale_limit_s
+from bench.errors import Diverged, RunInterrupted, UserError
 from bench.task_api import Reporter, TaskResult
 from bench.training import pick_device
+from bench.validation import check_values
 
 HEARTBEAT_EVERY_S = 30.0
 
@@ -78,7 +82,7 @@ class _SigtermAsInterrupt:
 
     @staticmethod
     def _raise(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signum)
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -99,57 +103,74 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
             device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR) -> RunOutcome:
     """Run one config and record it (in a multi-process run, only rank 0 touches ``db``)."""
     task = get_task(config.task)
+    check_values(config, task)
     task.check(config)
     if not distributed.is_main():
         return _follow(config, task, quiet, device, checkpoint_dir)
     try:
-        outcome = _prepare(config, db, force, checkpoint_dir)
+        claim = _claim(config, task, db, force, device, checkpoint_dir)
     except BaseException:
         distributed.broadcast("abort")
         raise
-    distributed.broadcast("skip" if outcome is not None else "run")
-    if outcome is not None:
-        return outcome
-    return _execute(config, task, db, force, quiet, device, checkpoint_dir)
+    distributed.broadcast("skip" if isinstance(claim, RunOutcome) else "run")
+    if isinstance(claim, RunOutcome):
+        return claim
+    return _execute(config, task, db, *claim, quiet, device)
 
 
-def _prepare(config: RunConfig, db: ResultsDB, force: bool, checkpoint_dir: Optional[str]) -> Optional[RunOutcome]:
-    """Close dead runs; drop a checkpoint that will not be resumed; the outcome of an already
-    finished config (None: run it). Runs before the other ranks are told to start, so none of
-    them can restore a checkpoint that rank 0 is about to delete."""
+def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional[str],
+           checkpoint_dir: Optional[str]) -> RunOutcome | tuple[int, Checkpointer]:
+    """Close dead runs, then take this config's ``running`` row in one transaction (a new row,
+    or the interrupted one to resume), or return the outcome of a finished config.
+
+    Only the holder of the row touches the checkpoint folder (discards it for a fresh start,
+    verifies it for a resume), and it does so before the other ranks are told to start.
+    """
     config_hash = config.hash()
+    db.require_writable()
     db.mark_stale_interrupted()
     done = db.finished_run(config_hash)
     if done is not None and not force:
         return RunOutcome(done.id, "skipped", {m.name: m.value for m in db.get_run(done.id).metrics})
-    live = db.latest_run(config_hash, "running")
-    if live is not None and not force:
-        raise UserError(f"run {live.id} with this config is running (heartbeat {live.heartbeat_at:%H:%M:%S} UTC, "
-                        f"host {(live.provenance or {}).get('host')}); wait for it, or pass --force")
-    if force or db.latest_run(config_hash, "interrupted") is None:
-        Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None).discard()
-    return None
-
-
-def _execute(config: RunConfig, task, db: ResultsDB, force: bool, quiet: bool, device: Optional[str],
-             checkpoint_dir: Optional[str]) -> RunOutcome:
-    config_hash = config.hash()
     checkpoint = Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None)
-    interrupted = db.latest_run(config_hash, "interrupted")
+    interrupted = None if force else db.latest_run(config_hash, "interrupted")
     device_name = str(pick_device(device))
     if distributed.world_size() > 1:
         device_name += f" x {distributed.world_size()} processes"
-    if interrupted is not None and checkpoint.exists() and not force:
-        run_id = interrupted.id
-        db.update_run(run_id, status="running", error=None, finished_at=None,
-                      provenance={**(interrupted.provenance or {}), **provenance.collect(device_name),
-                                  "resumed": (interrupted.provenance or {}).get("resumed", 0) + 1})
-    else:
-        run_id = db.start_run(
-            config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
-            dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
-            seed=config.seed, provenance=provenance.collect(device_name),
-        )
+    resuming = interrupted is not None and checkpoint.exists()
+    try:
+        if resuming:
+            run_id, earlier = interrupted.id, interrupted.provenance or {}
+            db.resume_run(run_id, config_hash, provenance={**earlier, **provenance.collect(device_name),
+                                                           "resumed": earlier.get("resumed", 0) + 1})
+        else:
+            run_id = db.start_run(
+                config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
+                dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
+                seed=config.seed, provenance=provenance.collect(device_name),
+            )
+    except RunClaimed as exc:
+        live = exc.live
+        where = (f"run {live.id}, heartbeat {live.heartbeat_at:%H:%M:%S} UTC, host "
+                 f"{(live.provenance or {}).get('host')}, pid {(live.provenance or {}).get('pid')}") if live else "elsewhere"
+        raise UserError(f"this config is already running ({where}); wait for it to end (a run whose process "
+                        f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
+    if not resuming:
+        checkpoint.discard()
+        return run_id, checkpoint
+    try:
+        checkpoint.verify()
+    except CorruptCheckpoint as exc:
+        moved = checkpoint.quarantine()
+        note = f"{exc}; moved to {moved}; run {run_id} restarts from scratch"
+        print(f"bench: warning: {note}", file=sys.stderr, flush=True)
+        db.delete_curve_points_after(run_id, 0)
+        db.update_run(run_id, provenance={**(db.get_run(run_id).provenance or {}), "restarted_from_scratch": note})
+    return run_id, checkpoint
+
+
+def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, quiet: bool,
+             device: Optional[str]) -> RunOutcome:
     reporter = Reporter(
         on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
         on_info=lambda fields: db.update_run(run_id, **fields),
@@ -162,18 +183,24 @@ def _execute(config: RunConfig, task, db: ResultsDB, force: bool, quiet: bool, d
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
+    except DatabaseError as exc:  # the row cannot be closed: say so, keep the checkpoint
+        kept = f"; its last checkpoint stays in {checkpoint.folder}" if checkpoint.exists() else ""
+        raise DatabaseError(f"run {run_id} stopped: {exc}{kept}") from None
     except Diverged as exc:
         db.finish_run(run_id, "diverged", error=str(exc))
         checkpoint.discard()
         return RunOutcome(run_id, "diverged", {}, str(exc))
     except KeyboardInterrupt as exc:
-        reason = f"stopped by {exc.args[0]}" if exc.args else "interrupted by the user (KeyboardInterrupt)"
-        db.finish_run(run_id, "interrupted", error=reason + ("; rerun to resume" if checkpoint.exists() else ""))
-        raise
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        reason = f"stopped by {signal.Signals(signum).name}"
+        resumable = checkpoint.exists()
+        db.finish_run(run_id, "interrupted", error=reason + ("; rerun to resume" if resumable else ""))
+        raise RunInterrupted(f"run {run_id} {reason} and marked interrupted; "
+                             + ("rerun the same command to resume it" if resumable else
+                                "no checkpoint yet, a rerun starts it again"), signum) from None
     except Exception as exc:  # noqa: BLE001 - every crash is recorded, then reported
         db.finish_run(run_id, "failed", error=_one_line(exc))
         return RunOutcome(run_id, "failed", {}, _one_line(exc))
-    checkpoint.discard()
 
     specs = {s.name: s for s in task.metric_specs(config.dataset)}
     metrics = [
@@ -185,4 +212,5 @@ def _execute(config: RunConfig, task, db: ResultsDB, force: bool, quiet: bool, d
     if result.scope is not None:
         fields["scope"] = result.scope
     db.finish_run(run_id, "finished", metrics=metrics, **fields)
+    checkpoint.discard()  # only once the row is written: a failed write keeps the state
     return RunOutcome(run_id, "finished", dict(result.metrics))

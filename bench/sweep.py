@@ -15,8 +15,9 @@ An estimator hyperparameter in ``set`` applies to the estimators that have it (`
 two SURGE configs and one clipped_ste config above). Every config is validated before the
 first run starts, so a bad grid is a one-line error and writes nothing.
 
-Executors (each run is isolated: one crash never stops the others, and a crashed run is
-recorded as failed with its reason):
+Executors (each run is isolated: one crash never stops the others; a run that raised is
+recorded as failed with its reason, and a worker that died without closing its row (kill -9,
+out of memory) leaves it interrupted, so the next sweep resumes it from its checkpoint):
 
     local           N worker processes on this machine (``--workers``, default 1); each run
                     is its own ``python -m bench.worker`` process
@@ -40,8 +41,8 @@ from typing import Any, Optional
 
 import estimators
 from bench.config import RunConfig, build_config, get_task
-from bench.db import ResultsDB
-from bench.errors import UserError
+from bench.db import DatabaseError, ResultsDB
+from bench.errors import RunInterrupted, UserError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 GRID_KEYS = ("tasks", "datasets", "models", "estimators", "seeds", "preset", "set", "data_root")
@@ -113,6 +114,12 @@ def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str]
         if not sep or not key.strip():
             raise UserError(f"--set expects key=value1,value2,..., got {pair!r}")
         set_values[key.strip()] = value.split(",")
+    empty = sorted(key for key, values in set_values.items() if not values)
+    if empty:
+        raise UserError(f"the grid's set {', '.join(empty)} has no values: give at least one, e.g. {empty[0]}: [0.1]")
+    data_root = data_root or file_values.get("data_root")
+    if data_root is not None and not isinstance(data_root, str):
+        raise UserError(f"the grid's data_root must be a folder path (a string), got {data_root!r}")
     grid = Grid(
         tasks=tasks or [str(t) for t in _as_list(file_values.get("tasks"))],
         estimators=estimators_ or [str(e) for e in _as_list(file_values.get("estimators"))],
@@ -121,7 +128,7 @@ def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str]
         seeds=seeds or _seeds(file_values.get("seeds")) or [0],
         preset=preset or str(file_values.get("preset", "quick")),
         sets=set_values,
-        data_root=data_root or file_values.get("data_root"),
+        data_root=data_root,
     )
     if not grid.tasks:
         raise UserError("the grid names no task: give --task or 'tasks:' in the grid file")
@@ -171,16 +178,20 @@ def run_config_job(config_values: dict, db_url: str, checkpoint_dir: Optional[st
     config = RunConfig.from_dict(config_values)
     try:
         outcome = execute(config, ResultsDB(db_url), quiet=True, checkpoint_dir=checkpoint_dir)
-    except UserError as exc:
+    except (UserError, DatabaseError) as exc:
         return "failed", str(exc)
+    except RunInterrupted as exc:
+        return "interrupted", exc.message
     return outcome.status, outcome.error or ""
 
 
 def _close_orphan(db: ResultsDB, config: RunConfig, reason: str) -> None:
-    """A worker that died without closing its row (segfault, OOM kill): record why."""
+    """A worker that died without closing its row (kill -9, OOM kill, segfault): one rule,
+    whatever it printed: the row is interrupted, and the next sweep resumes it from its
+    last checkpoint (or starts it again where it had none)."""
     orphan = db.latest_run(config.hash(), "running")
     if orphan is not None:
-        db.finish_run(orphan.id, "failed", error=reason)
+        db.finish_run(orphan.id, "interrupted", error=f"{reason}; rerun the sweep to resume")
 
 
 def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_dir: Optional[str],
@@ -202,11 +213,11 @@ def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_di
             os.unlink(handle.name)
         lines = log.read_text().strip().splitlines()
         try:
-            status, detail = json.loads(lines[-1]) if lines else ("failed", "the worker wrote nothing")
-        except (json.JSONDecodeError, ValueError):
-            status, detail = "failed", f"worker exited with status {code}; log: {log}"
+            status, detail = json.loads(lines[-1])
+        except (IndexError, TypeError, ValueError):  # it died before reporting its [status, detail] line
+            status, detail = "interrupted", f"worker process died (exit status {code}); log: {log}"
             with lock:
-                _close_orphan(db, config, f"worker process died (exit status {code}); log: {log}")
+                _close_orphan(db, config, detail)
         result = SweepResult(config, status, detail)
         with lock:
             on_done(result)
@@ -261,7 +272,7 @@ def run_submitit(configs: list[RunConfig], db_url: str, checkpoint_dir: Optional
                 status, detail = job.result()
             except Exception as exc:  # noqa: BLE001 - a job that died: its row is closed here
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                status, detail = "failed", f"job {job.job_id} died: {first}"
+                status, detail = "interrupted", f"job {job.job_id} died: {first}"
                 _close_orphan(ResultsDB(db_url), config, detail)
             result = SweepResult(config, status, detail)
         on_done(result)

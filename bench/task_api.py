@@ -108,6 +108,8 @@ class Task:
     report_average: bool = False
     #: task-specific options settable with --set key=value, with their defaults
     options: dict[str, Any] = {}
+    #: the allowed values of those options (bench.validation.Range / OneOf), checked before a run
+    option_rules: dict[str, Any] = {}
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
         raise NotImplementedError

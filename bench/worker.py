@@ -17,7 +17,7 @@ def main(path: str) -> int:
         job = json.load(handle)
     status, detail = run_config_job(job["config"], job["db"], job["checkpoint_dir"])
     print(json.dumps([status, detail]), flush=True)
-    return 0 if status in ("finished", "skipped") else 1
+    return 0 if status in ("finished", "skipped") else 1 if status != "interrupted" else 130
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import TYPE_CHECKING, Callable, ClassVar, Optional
 
 import torch
@@ -67,6 +68,9 @@ class Estimator:
 
     def __post_init__(self) -> None:
         self.progress = 0.0
+        for name, value in self.hparams().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{self.name}: {name} must be a finite number, got {value!r}")
 
     def hparams(self) -> dict:
         """The hyperparameters as a plain dict (what a run config records)."""

@@ -67,7 +67,9 @@ def test_identical_run_is_skipped_and_force_reruns(db_url, capsys):
 
 
 def test_forced_nan_marks_the_run_diverged(db_url, capsys):
-    assert _bench(db_url, "--estimator", "clipped_ste", *TINY, "--set", "lr=inf") == 1
+    # valid values whose first update overflows the weights: w <- w (1 - lr * wd) = w (1 - 1e40)
+    assert _bench(db_url, "--estimator", "clipped_ste", *TINY, "--set", "optimizer=sgd", "--set", "lr=1e20",
+                  "--set", "weight_decay=1e20") == 1
     (run,) = ResultsDB(db_url).list_runs()
     assert run.status == "diverged"
     assert "not finite" in run.error or "nan" in run.error.lower()

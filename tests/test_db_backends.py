@@ -5,43 +5,14 @@ scripts/start_test_postgres.sh); with BENCH_REQUIRE_POSTGRES=1 a missing URL is 
 """
 import datetime as dt
 import multiprocessing
-import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from bench.db import ResultsDB, utcnow
 
 WRITERS = 8
 EPOCHS = 25
 CURVES = ("train_loss", "val_accuracy", "lr")
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("BENCH_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("BENCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail("BENCH_REQUIRE_POSTGRES=1 but BENCH_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL server: set BENCH_TEST_POSTGRES_URL (scripts/start_test_postgres.sh)")
-    pytest.importorskip("psycopg")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/results.sqlite"
-        return
-    base = _postgres_url()
-    schema = f"t_{uuid.uuid4().hex[:12]}"  # one fresh database per test, dropped afterwards
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {schema}"))
-    yield base.rsplit("/", 1)[0] + f"/{schema}"
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE {schema} WITH (FORCE)"))
-    admin.dispose()
 
 
 def _write_one_run(url: str, worker: int) -> int:
@@ -59,11 +30,11 @@ def _write_one_run(url: str, worker: int) -> int:
     return run_id
 
 
-def test_eight_concurrent_writers_lose_nothing(db_url):
-    ResultsDB(db_url).engine.dispose()  # the schema exists before the race (both orders are tested below)
+def test_eight_concurrent_writers_lose_nothing(backend_url):
+    ResultsDB(backend_url).engine.dispose()  # the schema exists before the race (both orders are tested below)
     with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
-        ids = pool.starmap(_write_one_run, [(db_url, w) for w in range(WRITERS)])
-    db = ResultsDB(db_url)
+        ids = pool.starmap(_write_one_run, [(backend_url, w) for w in range(WRITERS)])
+    db = ResultsDB(backend_url)
     runs = db.list_runs()
     assert sorted(ids) == [r.id for r in runs] and len(runs) == WRITERS
     for run in runs:
@@ -75,19 +46,19 @@ def test_eight_concurrent_writers_lose_nothing(db_url):
         assert {(c.epoch, c.name) for c in full.curves} == {(e, n) for e in range(1, EPOCHS + 1) for n in CURVES}
     assert len(db.metrics_frame()) == 2 * WRITERS
     assert len(db.curves_frame()) == WRITERS * EPOCHS * len(CURVES)
-    print(f"concurrency ({db_url.split(':')[0]}): {WRITERS} writers wrote {WRITERS} runs, "
+    print(f"concurrency ({backend_url.split(':')[0]}): {WRITERS} writers wrote {WRITERS} runs, "
           f"{WRITERS * EPOCHS * len(CURVES)} curve points, {2 * WRITERS} metrics; found {len(runs)} runs, "
           f"{len(db.curves_frame())} curve points, {len(db.metrics_frame())} metrics")
 
 
-def test_writers_racing_to_create_the_schema(db_url):
+def test_writers_racing_to_create_the_schema(backend_url):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.starmap(_write_one_run, [(db_url, w) for w in range(4)])
-    assert [r.status for r in ResultsDB(db_url).list_runs()] == ["finished"] * 4
+        pool.starmap(_write_one_run, [(backend_url, w) for w in range(4)])
+    assert [r.status for r in ResultsDB(backend_url).list_runs()] == ["finished"] * 4
 
 
-def test_a_run_without_heartbeat_is_marked_interrupted(db_url):
-    db = ResultsDB(db_url)
+def test_a_run_without_heartbeat_is_marked_interrupted(backend_url):
+    db = ResultsDB(backend_url)
     alive = db.start_run(config_hash="a", config={}, task="t", task_version="1", dataset="d", model="m",
                          estimator="e", preset="p", seed=0)
     dead = db.start_run(config_hash="b", config={}, task="t", task_version="1", dataset="d", model="m",

@@ -64,16 +64,22 @@ def test_sweep_runs_on_two_workers_and_a_second_sweep_executes_nothing(paths, ca
 
 @pytest.mark.slow
 def test_one_failing_run_leaves_the_others_finished(paths, capsys):
-    # num_workers=-1 passes validation but DataLoader rejects it when the run starts
-    code = _sweep(paths, "--estimator", "clipped_ste", "surge", "--set", "num_workers=0,-1", "--workers", "2")
+    # A CIFAR-10 folder whose files are all there but corrupt passes the data check (the
+    # files exist) and fails when the run reads them; digits ignores the data root.
+    folder = paths["root"] / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(b"not a pickle")
+    code = main(["sweep", "--task", "classification", "--dataset", "digits", "cifar10", "--quiet",
+                 "--db", paths["db"], "--checkpoint-dir", paths["checkpoints"], "--log-dir", paths["logs"], *TINY,
+                 "--estimator", "clipped_ste", "surge", "--data-root", str(paths["root"] / "data"), "--workers", "2"])
     assert code == 1
-    runs = ResultsDB(paths["db"]).list_runs()
-    by_workers = {(r.estimator, r.config["options"]["num_workers"]): r for r in runs}
+    runs = {(r.estimator, r.dataset): r for r in ResultsDB(paths["db"]).list_runs()}
     assert len(runs) == 4
     for estimator in ("clipped_ste", "surge"):
-        assert by_workers[(estimator, 0)].status == "finished"
-        failed = by_workers[(estimator, -1)]
-        assert failed.status == "failed" and "num_workers" in failed.error and "\n" not in failed.error
+        assert runs[(estimator, "digits")].status == "finished"
+        failed = runs[(estimator, "cifar10")]
+        assert failed.status == "failed" and "data_batch_1" in failed.error and "\n" not in failed.error
     assert "failed:" in capsys.readouterr().err
 
 
@@ -96,7 +102,7 @@ def test_submitit_local_executor_runs_the_slurm_code_path(paths):
     ("unreachable database", ["--estimator", "ste", "--db", "postgresql+psycopg://bench@127.0.0.1:1/none"],
      "cannot open database"),
     ("unwritable results folder", ["--estimator", "ste", "--checkpoint-dir", "FILE/checkpoints"],
-     "cannot write checkpoints under"),
+     "checkpoint folder: cannot write under"),
 ])
 def test_bad_sweep_input_is_one_line_and_leaves_no_row(paths, capsys, case, extra, expected):
     (paths["root"] / "grid.yaml").write_text("tasks: [classification\nestimators: [ste]\n")

@@ -9,6 +9,7 @@ import torch
 import estimators
 from bench import distributed
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
+from bench.validation import Range
 from bench.training import (
     StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb, pick_device,
     reset_peak_memory, seed_everything,
@@ -29,6 +30,7 @@ class ClassificationTask(Task):
     default_dataset = "fashion_mnist"
     models = tuple(MODELS.names())
     options = {"augment": True, "num_workers": 0}
+    option_rules = {"num_workers": Range(0, integer=True)}
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
         specs = [MetricSpec("top1", True, "top-1 accuracy (%) on the test/validation split")]

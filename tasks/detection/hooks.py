@@ -5,6 +5,9 @@
     BenchReportHook        progress bar (loss, images/s), the NaN guard (raises Diverged,
                            so the run is marked diverged), step timing, and per-epoch
                            curves and validation metrics for the results database
+    BenchCheckpointHook    the harness's checkpoint (model, optimizer, LR schedulers, epoch,
+                           iteration, random states; loaded weights-only) after every epoch,
+                           and the resume from it before training starts
 """
 from __future__ import annotations
 
@@ -41,13 +44,10 @@ class BenchReportHook(Hook):
         self._bar = None
         self._losses: list[float] = []
 
-    def before_train(self, runner) -> None:
-        if runner.epoch > 0:  # resumed from mmengine's checkpoint of that epoch
-            self.reporter.resumed(runner.epoch)
-        self._bar = progress_bar(runner.max_iters, self.label, self.reporter.quiet)
-        self._bar.update(runner.iter)
-
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._bar is None:  # here, not in before_train: a resume sets runner.iter there
+            self._bar = progress_bar(runner.max_iters, self.label, self.reporter.quiet)
+            self._bar.update(runner.iter)
         self.timer.start()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -87,3 +87,50 @@ class BenchReportHook(Hook):
     def after_train(self, runner) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+class _ParamSchedulers:
+    """mmengine's list of parameter schedulers as one state_dict / load_state_dict object."""
+
+    def __init__(self, schedulers) -> None:
+        self.schedulers = list(schedulers or [])
+
+    def state_dict(self) -> list[dict]:
+        return [scheduler.state_dict() for scheduler in self.schedulers]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for scheduler, state in zip(self.schedulers, states, strict=True):
+            scheduler.load_state_dict(state)
+
+
+class BenchCheckpointHook(Hook):
+    """Checkpoint and resume through the harness (the same file format as every family).
+
+    An epoch is saved once it is complete: after its validation where one follows it, else
+    after its training. Lowest priority: it restores after the other hooks' ``before_train``
+    and saves after the report hook has written the epoch's curves and scores.
+    """
+
+    priority = "LOWEST"
+
+    def __init__(self, reporter: Reporter, report: BenchReportHook) -> None:
+        self.reporter, self.report = reporter, report
+
+    def before_train(self, runner) -> None:
+        epoch, step, scores = self.reporter.restore(unwrap(runner.model), runner.optim_wrapper,
+                                                    _ParamSchedulers(runner.param_schedulers))
+        if epoch > 1:  # the loop goes on after the last saved epoch, at its iteration
+            runner.train_loop._epoch, runner.train_loop._iter = epoch - 1, step
+            self.report.last_metrics = scores
+
+    def after_train_epoch(self, runner) -> None:
+        done, interval = runner.epoch + 1, runner.train_loop.val_interval
+        if not (done % interval == 0 or done == runner.max_epochs):  # no validation follows this epoch
+            self._save(runner, done)
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self._save(runner, runner.epoch)
+
+    def _save(self, runner, epoch: int) -> None:
+        self.reporter.save(epoch, runner.iter, unwrap(runner.model), runner.optim_wrapper,
+                           _ParamSchedulers(runner.param_schedulers), scores=self.report.last_metrics)

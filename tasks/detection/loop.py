@@ -8,8 +8,6 @@ two hooks (progress p, reporting).
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -19,13 +17,12 @@ from bench import distributed
 from bench.task_api import Reporter
 from bench.training import StepTimer
 from tasks.detection.data import DetectionData
-from tasks.detection.hooks import BenchReportHook, EstimatorProgressHook
+from tasks.detection.hooks import BenchCheckpointHook, BenchReportHook, EstimatorProgressHook
 
 METRIC_NAMES = {
     "coco": {"bbox_mAP": "coco/bbox_mAP", "bbox_mAP_50": "coco/bbox_mAP_50", "bbox_mAP_75": "coco/bbox_mAP_75"},
     "voc": {"mAP50": "pascal_voc/mAP"},
 }
-_FULL_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _OPTIMIZER_TYPES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
@@ -56,19 +53,17 @@ def param_schedulers(config, iters_per_epoch: int) -> list[dict]:
 
 
 def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, reporter: Reporter,
-        label: str, checkpoint_every_epoch: bool = False) -> tuple[dict[str, float], StepTimer]:
+        label: str) -> tuple[dict[str, float], StepTimer]:
     """Train ``detector`` with the RunConfig's schedule; evaluate after the last epoch (and every
     ``val_every`` epochs).
 
-    With ``checkpoint_every_epoch`` mmengine's CheckpointHook keeps the last epoch's state in
-    ``work_dir``, and a ``work_dir`` that holds one is resumed from (model, optimizer, LR
-    schedule, epoch; the data order of the remaining epochs is not bit-identical to an
-    uninterrupted run's).
+    The reporter's checkpoint (the harness's file, loaded weights-only) is saved after every
+    epoch and resumed from by :class:`BenchCheckpointHook`; mmengine's own CheckpointHook is
+    off, since its files hold objects that only an unrestricted unpickler loads.
     """
     from mmdet.registry import DATASETS
     from mmengine.runner import Runner
 
-    resuming = checkpoint_every_epoch and (work_dir / "last_checkpoint").is_file()
     train_set = DATASETS.build(data.train)
     per_process = max(config.batch_size // distributed.world_size(), 1)  # the config's batch is global
     iters_per_epoch = max(math.ceil(len(train_set) / (per_process * distributed.world_size())), 1)
@@ -88,28 +83,15 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
         val_cfg=dict(type="ValLoop"),
         optim_wrapper=optim_wrapper(config),
         param_scheduler=param_schedulers(config, iters_per_epoch),
-        default_hooks=dict(
-            checkpoint=dict(type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=1)
-            if checkpoint_every_epoch else None,
-            logger=dict(type="LoggerHook", interval=10**6)),
-        resume=resuming,
-        custom_hooks=[EstimatorProgressHook(), report],
+        default_hooks=dict(checkpoint=None, logger=dict(type="LoggerHook", interval=10**6)),
+        custom_hooks=[EstimatorProgressHook(), report, BenchCheckpointHook(reporter, report)],
         randomness=dict(seed=config.seed),
         # under `bench run --gpus N` (torchrun) mmengine wraps the model and shards the data itself
         launcher="pytorch" if distributed.world_size() > 1 else "none",
         default_scope="mmdet",
         log_level="WARNING",
     )
-    previous = os.environ.get(_FULL_LOAD)
-    if resuming:  # mmengine's checkpoints hold more than tensors; torch 2.6+ loads weights only by default
-        os.environ[_FULL_LOAD] = "1"
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=f"Environment variable {_FULL_LOAD}")
-            runner.train()
-    finally:
-        if resuming and previous is None:
-            os.environ.pop(_FULL_LOAD, None)
+    runner.train()
     return report.last_metrics, timer
 
 

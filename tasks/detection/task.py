@@ -15,6 +15,7 @@ import estimators
 from bench import distributed
 from bench.errors import UserError
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
+from bench.validation import OneOf, Range
 from bench.training import peak_memory_mb, pick_device, reset_peak_memory, seed_everything
 from estimators.accounting import count_cost
 from tasks.detection import data as detection_data, presets
@@ -55,6 +56,11 @@ class DetectionTask(Task):
         "image_scale": "160", "pretrain_epochs": 0, "pretrain_optimizer": "adamw", "pretrain_lr": 1e-3,
         "max_grad_norm": 10.0, "workers": 2, "val_every": 0, "backbone_checkpoint": "", "cache_dir": "",
     }
+    option_rules = {
+        "pretrain_epochs": Range(0, integer=True), "pretrain_optimizer": OneOf(("sgd", "adam", "adamw")),
+        "pretrain_lr": Range(0, low_open=True), "max_grad_norm": Range(0), "workers": Range(0, integer=True),
+        "val_every": Range(0, integer=True),
+    }
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
         if dataset.startswith("voc"):
@@ -74,9 +80,6 @@ class DetectionTask(Task):
         import_openmmlab()
         options = config.options
         detection_data.parse_image_scale(options["image_scale"])
-        if options["pretrain_optimizer"] not in ("sgd", "adam", "adamw"):
-            raise UserError(f"unknown pretrain_optimizer {options['pretrain_optimizer']!r}; "
-                            "valid choices: sgd, adam, adamw")
         checkpoint = options["backbone_checkpoint"]
         if checkpoint and not Path(checkpoint).expanduser().is_file():
             raise UserError(f"backbone_checkpoint not found: {checkpoint}")
@@ -166,8 +169,6 @@ class DetectionTask(Task):
         scale = detection_data.parse_image_scale(config.options["image_scale"])
         with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
             work_dir = Path(tmp)
-            # mmengine keeps the run's epoch checkpoint where the runner's Checkpointer points
-            run_dir = reporter.checkpoint.folder / "mmengine" if reporter.checkpoint.enabled else work_dir / "run"
             data = detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None, scale,
                                         config.train_subset, config.eval_subset, work_dir)
             pretrained, pretraining = self._pretrained(config, data, work_dir, reporter)
@@ -182,8 +183,8 @@ class DetectionTask(Task):
             reporter.info(scope=record, n_params=cost.n_params, n_binary_params=cost.n_binary_params,
                           binary_ops=cost.binary_ops, float_ops=cost.float_ops)
             reset_peak_memory(device_)
-            scores, timer = fit(detector, data, config, run_dir, reporter, f"{config.estimator} {config.dataset}",
-                                checkpoint_every_epoch=reporter.checkpoint.enabled)
+            scores, timer = fit(detector, data, config, work_dir / "run", reporter,
+                                f"{config.estimator} {config.dataset}")
         return TaskResult(
             metrics=scores, primary_metric=self.metric_specs(config.dataset)[0].name, scope=record,
             n_params=cost.n_params, n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops,

