@@ -29,6 +29,7 @@ from bench import distributed
 
 DEFAULT_CHECKPOINT_DIR = "results/checkpoints"
 _KEYS = ("epoch", "step", "model", "optimizer", "scheduler", "rng", "extra")
+_RNG_TENSORS = ("python", "numpy", "torch")
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -114,8 +115,12 @@ class Checkpointer:
             return
         state = load_weights_only(self.path)
         missing = [key for key in _KEYS if not isinstance(state, dict) or key not in state]
+        rng = state.get("rng") if isinstance(state, dict) else None
+        missing += [f"rng.{key}" for key in _RNG_TENSORS
+                    if not isinstance(rng, dict) or not isinstance(rng.get(key), torch.Tensor)]
         if missing:
-            raise CorruptCheckpoint(f"checkpoint {self.path} lacks {', '.join(missing)}")
+            raise CorruptCheckpoint(f"checkpoint {self.path} lacks {', '.join(missing)} (written by another "
+                                    "program or an older surge-bench)")
         self._loaded = state
 
     def restore(self, *, model: torch.nn.Module, optimizer, scheduler,
@@ -126,11 +131,15 @@ class Checkpointer:
         if self._loaded is None:
             self.verify()
         state, self._loaded = self._loaded, None
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], generator)
+        try:
+            _unwrap(model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state["scheduler"] is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], generator)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # tensors that do not fit this run
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptCheckpoint(f"checkpoint {self.path} does not fit this run ({reason[:160]})") from None
         return {"epoch": state["epoch"], "step": state["step"], "extra": state["extra"]}
 
     def quarantine(self) -> Optional[Path]:

@@ -27,7 +27,7 @@ import estimators
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
 from bench.config import build_config, get_task
 from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
-from bench.errors import RunInterrupted, UserError
+from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 from bench.task_api import TASKS, load_task_plugins
 from bench.validation import check_runs, writable_folder
 
@@ -346,16 +346,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        with sigterm_as_interrupt():
+            return args.func(args)
     except (UserError, DatabaseError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except RunInterrupted as exc:
         print(f"bench: interrupted: {exc.message}", file=sys.stderr)
         return 128 + exc.signum
-    except KeyboardInterrupt:  # before a run had a row: nothing to close
-        print("bench: interrupted before any run started; nothing was recorded", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:  # outside a run (validation, a sweep's scheduling): nothing to close
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"bench: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

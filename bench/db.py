@@ -27,6 +27,7 @@ import os
 import random
 import socket
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
@@ -54,6 +55,11 @@ class DatabaseError(RuntimeError):
 
 class DatabaseGone(DatabaseError):
     """The SQLite file this process opened was deleted or replaced while it was in use."""
+
+
+class ClaimLost(DatabaseError):
+    """This process's run row was taken over (marked interrupted after a missed heartbeat, then
+    resumed elsewhere): it must stop without writing."""
 
 
 class RunClaimed(Exception):
@@ -149,13 +155,16 @@ def _sqlite_file(url: str) -> Optional[Path]:
     return Path(name).expanduser().resolve()
 
 
-def _sqlite_read_only_url(url: str, file: Path) -> str:
-    """The same database opened read-only; ``immutable`` where SQLite cannot create the WAL's
-    shared-memory file next to it (a read-only folder)."""
-    query = {"mode": "ro", "uri": "true"}
-    if not os.access(file.parent, os.W_OK) and not Path(f"{file}-shm").exists():
-        query["immutable"] = "1"
-    return make_url(url).set(database=f"file:{file}", query=query).render_as_string(hide_password=False)
+def _sqlite_read_only_engine(file: Path) -> Engine:
+    """The database opened read-only; ``immutable`` where SQLite cannot create the WAL's
+    shared-memory file next to it (a read-only folder: nobody can be writing it there)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    query = "mode=ro" + ("&immutable=1" if not os.access(file.parent, os.W_OK)
+                         and not Path(f"{file}-shm").exists() else "")
+    uri = f"file:{quote(str(file))}?{query}"
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
 
 
 def _configure_sqlite(engine: Engine, read_only: bool) -> None:
@@ -191,8 +200,8 @@ def open_engine(url: Optional[str] = None) -> tuple[Engine, bool]:
         except OSError as exc:
             raise DatabaseError(f"cannot create the database folder {file.parent}: {exc.strerror}") from None
     try:
-        engine = create_engine(_sqlite_read_only_url(url, file) if read_only else url, future=True,
-                               pool_pre_ping=parsed.get_backend_name() != "sqlite")
+        engine = _sqlite_read_only_engine(file) if read_only else create_engine(
+            url, pool_pre_ping=parsed.get_backend_name() != "sqlite")
         if file is not None:
             _configure_sqlite(engine, read_only)
         if read_only:
@@ -215,11 +224,21 @@ def _reason(exc: BaseException) -> str:
     return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
+def _schema_complete(engine: Engine) -> bool:
+    """Every table and index there already (a read: the usual case takes no lock)."""
+    inspector = sqlalchemy_inspect(engine)
+    if not set(Base.metadata.tables) <= set(inspector.get_table_names()):
+        return False
+    return {ix.name for ix in Run.__table__.indexes} <= {ix["name"] for ix in inspector.get_indexes("runs")}
+
+
 def _create_schema(engine: Engine) -> None:
     """Create missing tables and indexes while holding the database's schema lock, so any
     number of first openers agree: one creates, the others find it created."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
+            if _schema_complete(engine):
+                return
             with engine.connect() as connection:
                 if engine.dialect.name == "sqlite":
                     connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) for the writer lock
@@ -287,6 +306,7 @@ class ResultsDB:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._file = _sqlite_file(self.url)
         self._identity = self._file_identity()
+        self._claims: dict[int, str] = {}
 
     @property
     def display_url(self) -> str:
@@ -323,9 +343,13 @@ class ResultsDB:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session:
-            with session.begin():
-                yield session
+        """One transaction; a database error (a lost server, a damaged file) is a DatabaseError."""
+        try:
+            with self._sessions() as session:
+                with session.begin():
+                    yield session
+        except DBAPIError as exc:
+            raise DatabaseError(f"database {self.display_url}: {_reason(exc)}") from exc
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction; retry it when another writer holds a lock.
@@ -337,16 +361,22 @@ class ResultsDB:
             try:
                 with self.session() as s:
                     return work(s)
-            except DBAPIError as exc:
-                if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
-                    raise DatabaseError(f"cannot write to the database {self.display_url}: {_reason(exc)}") from exc
+            except DatabaseError as exc:
+                cause = exc.__cause__
+                if attempt == WRITE_ATTEMPTS - 1 or not isinstance(cause, DBAPIError) or not _transient(cause):
+                    raise
                 time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
     # -- writes -------------------------------------------------------------------------
+    # A row this object claimed (start_run, resume_run) carries a claim token in its
+    # provenance; every later write to it checks the token and the running status, so a
+    # process whose row was taken over stops at its next write (ClaimLost) instead of
+    # writing into another process's run.
     def start_run(self, **fields: Any) -> int:
         """Insert a ``running`` row; RunClaimed when this config already has one."""
-        now = utcnow()
+        now, token = utcnow(), uuid.uuid4().hex
+        fields["provenance"] = {**(fields.get("provenance") or {}), "claim": token}
 
         def work(s: Session) -> int:
             run = Run(status="running", started_at=now, heartbeat_at=now, **fields)
@@ -354,11 +384,16 @@ class ResultsDB:
             s.flush()
             return run.id
 
-        return self._claiming(fields.get("config_hash"), work)
+        run_id = self._claiming(fields.get("config_hash"), work)
+        self._claims[run_id] = token
+        return run_id
 
     def resume_run(self, run_id: int, config_hash: str, **fields: Any) -> None:
         """Turn an ``interrupted`` row back into ``running``; RunClaimed when another process
         resumed or started the same config first."""
+        token = uuid.uuid4().hex
+        fields["provenance"] = {**(fields.get("provenance") or {}), "claim": token}
+
         def work(s: Session) -> None:
             changed = s.execute(
                 update(Run).where(Run.id == run_id, Run.status == "interrupted")
@@ -368,6 +403,7 @@ class ResultsDB:
                 raise RunClaimed(s.scalars(select(Run).where(Run.id == run_id)).first())
 
         self._claiming(config_hash, work)
+        self._claims[run_id] = token
 
     def _claiming(self, config_hash: str, work: Callable[[Session], T]) -> T:
         try:
@@ -377,9 +413,20 @@ class ResultsDB:
                 raise
             raise RunClaimed(self.latest_run(config_hash, "running")) from None
 
+    def _owned(self, s: Session, run_id: int) -> Run:
+        """The row, checked to be still ours where this object claimed it."""
+        run = s.get(Run, run_id)
+        token = self._claims.get(run_id)
+        if token is not None and (run is None or run.status != "running"
+                                  or (run.provenance or {}).get("claim") != token):
+            state = "gone" if run is None else f"{run.status}, claimed by pid {(run.provenance or {}).get('pid')}"
+            raise ClaimLost(f"run {run_id} was taken over while this process ran it (it missed heartbeats for "
+                            f"{stale_limit_s():g} s and is now {state}); this process stops without writing")
+        return run
+
     def update_run(self, run_id: int, **fields: Any) -> None:
         def work(s: Session) -> None:
-            run = s.get(Run, run_id)
+            run = self._owned(s, run_id)
             for key, value in fields.items():
                 setattr(run, key, value)
             run.heartbeat_at = utcnow()
@@ -391,9 +438,10 @@ class ResultsDB:
 
     def add_curve_points(self, run_id: int, epoch: int, step: int, values: dict[str, float]) -> None:
         def work(s: Session) -> None:
+            run = self._owned(s, run_id)
             for name, value in values.items():
                 s.add(CurvePoint(run_id=run_id, epoch=epoch, step=step, name=name, value=float(value)))
-            s.get(Run, run_id).heartbeat_at = utcnow()
+            run.heartbeat_at = utcnow()
 
         self._write(work)
 
@@ -404,7 +452,7 @@ class ResultsDB:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
 
         def work(s: Session) -> None:
-            run = s.get(Run, run_id)
+            run = self._owned(s, run_id)
             run.status = status
             run.error = error
             run.finished_at = utcnow()
@@ -415,28 +463,55 @@ class ResultsDB:
                 s.add(Metric(run_id=run_id, **metric))
 
         self._write(work)
+        self._claims.pop(run_id, None)
+
+    def close_orphan(self, run_id: int, reason: str) -> bool:
+        """Mark a row interrupted whose process died without closing it; False if it was not
+        ``running`` any more (closed, or taken over)."""
+        def work(s: Session) -> bool:
+            return s.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(
+                status="interrupted", error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
+
+        return self._write(work)
+
+    def discard_run(self, run_id: int) -> None:
+        """Delete a row this object just claimed and never used (nothing else refers to it)."""
+        def work(s: Session) -> None:
+            s.delete(self._owned(s, run_id))
+
+        self._write(work)
+        self._claims.pop(run_id, None)
 
     def delete_curve_points_after(self, run_id: int, epoch: int) -> None:
         """Drop the curve points a killed run wrote after its last checkpoint (it redoes those epochs)."""
-        self._write(lambda s: s.execute(delete(CurvePoint).where(CurvePoint.run_id == run_id,
-                                                                 CurvePoint.epoch > epoch)))
+        def work(s: Session) -> None:
+            self._owned(s, run_id)
+            s.execute(delete(CurvePoint).where(CurvePoint.run_id == run_id, CurvePoint.epoch > epoch))
+
+        self._write(work)
 
     def mark_stale_interrupted(self, stale_after_s: Optional[float] = None) -> list[int]:
         """Mark ``running`` rows interrupted whose heartbeat stopped (a killed process, a lost
         node: older than ``stale_after_s``, default $BENCH_STALE_AFTER_S or 180 s) or whose
-        process, on this host, no longer exists."""
+        process, on this host, no longer exists. Each row is changed only if its heartbeat
+        is still the one read, so a run that beat in between is left alone."""
         if stale_after_s is None:
             stale_after_s = stale_limit_s()
         limit = utcnow() - dt.timedelta(seconds=stale_after_s)
 
         def work(s: Session) -> list[int]:
-            running = list(s.scalars(select(Run).where(Run.status == "running")))
-            stale = [run for run in running if run.heartbeat_at < limit or _dead_here(run.provenance)]
-            for run in stale:
-                run.status = "interrupted"
-                run.error = f"no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (process killed?)"
-                run.finished_at = run.heartbeat_at
-            return [run.id for run in stale]
+            running = list(s.execute(select(Run.id, Run.heartbeat_at, Run.provenance).where(Run.status == "running")))
+            marked = []
+            for run_id, heartbeat, info in running:
+                if not (heartbeat < limit or _dead_here(info)):
+                    continue
+                changed = s.execute(update(Run).where(
+                    Run.id == run_id, Run.status == "running", Run.heartbeat_at == heartbeat).values(
+                    status="interrupted", finished_at=heartbeat,
+                    error=f"no heartbeat since {heartbeat:%Y-%m-%d %H:%M:%S} UTC (process killed?)")).rowcount
+                if changed:
+                    marked.append(run_id)
+            return marked
 
         return self._write(work)
 

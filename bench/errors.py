@@ -1,4 +1,8 @@
-"""Errors the command line shows as one line (no traceback)."""
+"""Errors the command line shows as one line (no traceback), and SIGTERM as one of them."""
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class UserError(ValueError):
@@ -23,3 +27,21 @@ class RunInterrupted(KeyboardInterrupt):
     @property
     def signum(self) -> int:
         return int(self.args[1])
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (Slurm's and most schedulers' stop signal) raised as KeyboardInterrupt(SIGTERM)
+    while the block runs, so a stopped run closes its row as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -72,23 +72,6 @@ class _Heartbeat:
         self._stop.set()
 
 
-class _SigtermAsInterrupt:
-    """Slurm (and most schedulers) stop a job with SIGTERM: treat it like Ctrl-C, so the row is closed."""
-
-    def __enter__(self) -> None:
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt(signum)
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpoint_dir: Optional[str]) -> RunOutcome:
     """A rank other than 0 of a multi-process run: rank 0 decides and writes; this rank trains along."""
     decision = distributed.broadcast(None)
@@ -112,26 +95,22 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
     except BaseException:
         distributed.broadcast("abort")
         raise
-    distributed.broadcast("skip" if isinstance(claim, RunOutcome) else "run")
     if isinstance(claim, RunOutcome):
+        distributed.broadcast("skip")
         return claim
     return _execute(config, task, db, *claim, quiet, device)
 
 
 def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional[str],
-           checkpoint_dir: Optional[str]) -> RunOutcome | tuple[int, Checkpointer]:
+           checkpoint_dir: Optional[str]) -> RunOutcome | tuple[int, Checkpointer, bool]:
     """Close dead runs, then take this config's ``running`` row in one transaction (a new row,
-    or the interrupted one to resume), or return the outcome of a finished config.
-
-    Only the holder of the row touches the checkpoint folder (discards it for a fresh start,
-    verifies it for a resume), and it does so before the other ranks are told to start.
-    """
+    or the interrupted one to resume), or return the outcome of a finished config."""
     config_hash = config.hash()
     db.require_writable()
     db.mark_stale_interrupted()
     done = db.finished_run(config_hash)
     if done is not None and not force:
-        return RunOutcome(done.id, "skipped", {m.name: m.value for m in db.get_run(done.id).metrics})
+        return _skipped(db, done.id)
     checkpoint = Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None)
     interrupted = None if force else db.latest_run(config_hash, "interrupted")
     device_name = str(pick_device(device))
@@ -155,9 +134,24 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
                  f"{(live.provenance or {}).get('host')}, pid {(live.provenance or {}).get('pid')}") if live else "elsewhere"
         raise UserError(f"this config is already running ({where}); wait for it to end (a run whose process "
                         f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
+    done = db.finished_run(config_hash)
+    if done is not None and not force and not resuming:  # it finished between the check and the claim
+        db.discard_run(run_id)
+        return _skipped(db, done.id)
+    return run_id, checkpoint, resuming
+
+
+def _skipped(db: ResultsDB, run_id: int) -> RunOutcome:
+    return RunOutcome(run_id, "skipped", {m.name: m.value for m in db.get_run(run_id).metrics})
+
+
+def _prepare_checkpoint(db: ResultsDB, run_id: int, checkpoint: Checkpointer, resuming: bool) -> None:
+    """Only the holder of the row touches the checkpoint folder: it discards it for a fresh
+    start, or verifies it for a resume (a file that cannot be loaded is moved aside and the
+    run starts again, with a line saying so)."""
     if not resuming:
         checkpoint.discard()
-        return run_id, checkpoint
+        return
     try:
         checkpoint.verify()
     except CorruptCheckpoint as exc:
@@ -166,19 +160,23 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
         print(f"bench: warning: {note}", file=sys.stderr, flush=True)
         db.delete_curve_points_after(run_id, 0)
         db.update_run(run_id, provenance={**(db.get_run(run_id).provenance or {}), "restarted_from_scratch": note})
-    return run_id, checkpoint
 
 
-def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, quiet: bool,
-             device: Optional[str]) -> RunOutcome:
+def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, resuming: bool,
+             quiet: bool, device: Optional[str]) -> RunOutcome:
+    """From the claimed row to its close: whatever happens here, the row does not stay running."""
     reporter = Reporter(
         on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
         on_info=lambda fields: db.update_run(run_id, **fields),
         quiet=quiet, checkpoint=checkpoint,
         on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch),
     )
+    told_ranks = False
     try:
-        with _Heartbeat(db, run_id), _SigtermAsInterrupt():
+        with _Heartbeat(db, run_id):
+            _prepare_checkpoint(db, run_id, checkpoint, resuming)
+            distributed.broadcast("run")  # the other ranks start once the checkpoint folder is settled
+            told_ranks = True
             result: TaskResult = task.run(config, reporter, device=device)
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
@@ -201,6 +199,9 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
     except Exception as exc:  # noqa: BLE001 - every crash is recorded, then reported
         db.finish_run(run_id, "failed", error=_one_line(exc))
         return RunOutcome(run_id, "failed", {}, _one_line(exc))
+    finally:
+        if not told_ranks:
+            distributed.broadcast("abort")
 
     specs = {s.name: s for s in task.metric_specs(config.dataset)}
     metrics = [

@@ -31,6 +31,8 @@ import dataclasses
 import itertools
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +44,7 @@ from typing import Any, Optional
 import estimators
 from bench.config import RunConfig, build_config, get_task
 from bench.db import DatabaseError, ResultsDB
-from bench.errors import RunInterrupted, UserError
+from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 GRID_KEYS = ("tasks", "datasets", "models", "estimators", "seeds", "preset", "set", "data_root")
@@ -162,7 +164,7 @@ def expand(grid: Grid) -> list[RunConfig]:
 @dataclasses.dataclass
 class SweepResult:
     config: RunConfig
-    status: str  # finished | skipped | failed | diverged | interrupted | submitted
+    status: str  # finished | skipped | failed | diverged | interrupted | submitted | not started
     detail: str = ""
 
 
@@ -177,54 +179,89 @@ def run_config_job(config_values: dict, db_url: str, checkpoint_dir: Optional[st
 
     config = RunConfig.from_dict(config_values)
     try:
-        outcome = execute(config, ResultsDB(db_url), quiet=True, checkpoint_dir=checkpoint_dir)
+        with sigterm_as_interrupt():
+            outcome = execute(config, ResultsDB(db_url), quiet=True, checkpoint_dir=checkpoint_dir)
     except (UserError, DatabaseError) as exc:
         return "failed", str(exc)
     except RunInterrupted as exc:
         return "interrupted", exc.message
+    except KeyboardInterrupt:  # before the run had a row
+        return "interrupted", "stopped before the run started"
     return outcome.status, outcome.error or ""
 
 
-def _close_orphan(db: ResultsDB, config: RunConfig, reason: str) -> None:
-    """A worker that died without closing its row (kill -9, OOM kill, segfault): one rule,
-    whatever it printed: the row is interrupted, and the next sweep resumes it from its
-    last checkpoint (or starts it again where it had none)."""
+def _close_orphan(db: ResultsDB, config: RunConfig, pid: int, reason: str) -> bool:
+    """The row of a worker that died without closing it (kill -9, out of memory, a segfault):
+    one rule, whatever it printed: interrupted, so the next sweep resumes it from its last
+    checkpoint. Only the dead worker's own row is touched (matched by host and pid); False
+    when it had none (it died before claiming one)."""
     orphan = db.latest_run(config.hash(), "running")
-    if orphan is not None:
-        db.finish_run(orphan.id, "interrupted", error=f"{reason}; rerun the sweep to resume")
+    info = (orphan.provenance or {}) if orphan is not None else {}
+    if orphan is None or info.get("pid") != pid or info.get("host") != socket.gethostname():
+        return False
+    return db.close_orphan(orphan.id, f"{reason}; rerun the sweep to resume")
 
 
 def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_dir: Optional[str],
               log_dir: Path, on_done) -> list[SweepResult]:
-    """Each config in its own ``python -m bench.worker`` process, ``workers`` at a time."""
+    """Each config in its own ``python -m bench.worker`` process, ``workers`` at a time.
+
+    Ctrl-C (or SIGTERM) stops the sweep: no new worker starts, the running ones get SIGTERM
+    (each closes its row as interrupted), and RunInterrupted says so.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     db = ResultsDB(db_url)
     lock = threading.Lock()
+    stopping = threading.Event()
+    live: dict[int, subprocess.Popen] = {}
 
     def one(config: RunConfig) -> SweepResult:
+        if stopping.is_set():
+            return SweepResult(config, "not started", "the sweep was stopped")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump({"config": config.to_dict(), "db": db_url, "checkpoint_dir": checkpoint_dir}, handle)
         log = log_dir / f"{config.hash()[:16]}.log"
         try:
             with open(log, "w") as out:
-                code = subprocess.run([sys.executable, "-m", "bench.worker", handle.name], stdout=out,
-                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+                # a session of its own: a terminal's Ctrl-C reaches the sweep, which passes it on once
+                worker = subprocess.Popen([sys.executable, "-m", "bench.worker", handle.name], stdout=out,
+                                          stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                          start_new_session=True)
+                with lock:
+                    live[worker.pid] = worker
+                code = worker.wait()
+                with lock:
+                    live.pop(worker.pid, None)
         finally:
             os.unlink(handle.name)
         lines = log.read_text().strip().splitlines()
         try:
             status, detail = json.loads(lines[-1])
         except (IndexError, TypeError, ValueError):  # it died before reporting its [status, detail] line
-            status, detail = "interrupted", f"worker process died (exit status {code}); log: {log}"
+            reason = f"worker process died (exit status {code}); log: {log}"
             with lock:
-                _close_orphan(db, config, detail)
+                closed = _close_orphan(db, config, worker.pid, reason)
+            status, detail = ("interrupted", reason) if closed else ("failed", reason + " (before its run started)")
         result = SweepResult(config, status, detail)
         with lock:
             on_done(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        return list(pool.map(one, configs))
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1))
+    futures = [pool.submit(one, config) for config in configs]
+    try:
+        return [future.result() for future in futures]
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        stopping.set()
+        with lock:
+            for worker in live.values():  # SIGTERM: a worker may have inherited an ignored SIGINT
+                worker.send_signal(signal.SIGTERM)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise RunInterrupted(f"the sweep was stopped by {signal.Signals(signum).name}: its running runs are "
+                             "marked interrupted; rerun the sweep to resume them", signum) from None
+    finally:
+        pool.shutdown(wait=True)
 
 
 def parse_slurm_options(pairs: list[str]) -> dict[str, Any]:
@@ -270,10 +307,11 @@ def run_submitit(configs: list[RunConfig], db_url: str, checkpoint_dir: Optional
         else:
             try:
                 status, detail = job.result()
-            except Exception as exc:  # noqa: BLE001 - a job that died: its row is closed here
+            except Exception as exc:  # noqa: BLE001 - a job that died without reporting
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                status, detail = "interrupted", f"job {job.job_id} died: {first}"
-                _close_orphan(ResultsDB(db_url), config, detail)
+                # its row, if it had one, is closed by the heartbeat rule (process gone, or silent)
+                ResultsDB(db_url).mark_stale_interrupted()
+                status, detail = "failed", f"job {job.job_id} died: {first}"
             result = SweepResult(config, status, detail)
         on_done(result)
         results.append(result)

@@ -244,7 +244,7 @@ def test_report_hook_raises_diverged_on_a_nan_loss():
     from tasks.detection.hooks import BenchReportHook
 
     hook = BenchReportHook(Reporter(quiet=True), StepTimer(torch.device("cpu")), "test", 2)
-    runner = types.SimpleNamespace(iter=4)
+    runner = types.SimpleNamespace(iter=4, max_iters=10)
     hook.before_train_iter(runner, 0)
     hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
     hook.before_train_iter(runner, 1)

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from bench.cli import main
 from bench.config import build_config
 from bench.db import ResultsDB, RunClaimed
 from bench.task_api import Reporter
+from tests import db_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--dataset", "digits", "--epochs", "1", "--quiet",
@@ -37,9 +39,14 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _bench_process(*args: str, **popen) -> subprocess.Popen:
+def _default_sigint() -> None:
+    # a shell that starts pytest in the background ignores SIGINT, and children inherit that
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _bench_process(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _row_count(db_url: str) -> int:
@@ -70,20 +77,6 @@ def _running_row(db_url: str):
 
 
 # -- 1. schema creation under concurrent first openers ----------------------------------------
-def _open_at(url: str, start_at: float) -> str:
-    time.sleep(max(start_at - time.time(), 0))
-    db = ResultsDB(url)
-    db.engine.dispose()
-    return "ok"
-
-
-def _import_only(_: int) -> None:
-    """Warm a pool worker: the imports happen here, so the race below is between openers only."""
-    import bench.db  # noqa: F401
-
-    time.sleep(0.2)  # so that each worker of the pool takes one of these calls
-
-
 def _fresh_postgres_urls(base: str, count: int):
     import uuid
 
@@ -95,19 +88,20 @@ def _fresh_postgres_urls(base: str, count: int):
     return admin, names, [base.rsplit("/", 1)[0] + f"/{name}" for name in names]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_eight_first_openers_of_a_new_database_all_succeed_twenty_times(request, tmp_path, backend):
-    rounds, openers = 20, 8
+@pytest.mark.parametrize("backend, rounds", [("sqlite", 20), ("postgresql", 5)])
+def test_eight_first_openers_of_a_new_database_all_succeed_every_round(request, tmp_path, backend, rounds):
+    # PostgreSQL serialises the openers on its advisory lock (~2 s a round on 2 busy cores): 5 rounds
+    openers = 8
     if backend == "sqlite":
         urls = [f"sqlite:///{tmp_path}/round{r}/results.sqlite" for r in range(rounds)]
     else:
         admin, names, urls = _fresh_postgres_urls(request.getfixturevalue("postgres_base_url"), rounds)
     try:
         with multiprocessing.get_context("spawn").Pool(openers) as pool:
-            pool.map(_import_only, range(openers), chunksize=1)
+            pool.map(db_processes.import_only, range(openers), chunksize=1)
             for url in urls:
                 start_at = time.time() + 0.3  # every opener hits the new database within ~1 ms
-                assert pool.starmap(_open_at, [(url, start_at)] * openers) == ["ok"] * openers
+                assert pool.starmap(db_processes.open_at, [(url, start_at)] * openers) == ["ok"] * openers
                 assert ResultsDB(url).list_runs() == []
     finally:
         if backend == "postgresql":
@@ -119,37 +113,32 @@ def test_eight_first_openers_of_a_new_database_all_succeed_twenty_times(request,
 
 
 # -- 2. the same config started twice at once ----------------------------------------------------
-def _claim_at(url: str, start_at: float) -> str:
-    db = ResultsDB(url)
-    time.sleep(max(start_at - time.time(), 0))
-    try:
-        run_id = db.start_run(config_hash="same", config={}, task="t", task_version="1", dataset="d", model="m",
-                              estimator="e", preset="p", seed=0)
-        return f"row {run_id}"
-    except RunClaimed:
-        return "refused"
-    finally:
-        db.engine.dispose()
-
-
 def test_simultaneous_claims_of_one_config_give_one_row(backend_url):
     ResultsDB(backend_url).engine.dispose()
     with multiprocessing.get_context("spawn").Pool(8) as pool:
-        outcomes = pool.starmap(_claim_at, [(backend_url, time.time() + 3.0)] * 8)
-    assert sorted(outcomes) == ["refused"] * 7 + ["row 1"], outcomes
-    assert [r.status for r in ResultsDB(backend_url).list_runs()] == ["running"]
+        pool.map(db_processes.import_only, range(8), chunksize=1)
+        outcomes = pool.starmap(db_processes.claim_at, [(backend_url, time.time() + 2.0)] * 8)
+    winners = [o for o in outcomes if o.startswith("row ")]  # PostgreSQL may skip ids of failed inserts
+    assert len(winners) == 1 and outcomes.count("refused") == 7, outcomes
+    assert [(f"row {r.id}", r.status) for r in ResultsDB(backend_url).list_runs()] == [(winners[0], "running")]
 
 
 @pytest.mark.slow
 def test_two_bench_runs_of_one_config_started_at_once_run_once(tmp_path):
     db_url = f"sqlite:///{tmp_path}/bench.sqlite"
-    common = [*LONGER, "--db", db_url, "--checkpoint-dir", str(tmp_path / "checkpoints")]
-    first, second = _bench_process("run", *common), _bench_process("run", *common)
-    outcomes = sorted([(p.wait(timeout=600), p.stderr.read().strip()) for p in (first, second)])
-    (code_ok, _), (code_refused, refusal) = outcomes
-    assert code_ok == 0 and code_refused == 2, outcomes
+    # long enough that the loser's start falls inside the winner's run on any machine; the
+    # winner is stopped once the loser has been refused
+    common = [*LONGER, "--epochs", "200", "--db", db_url, "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    processes = [_bench_process("run", *common), _bench_process("run", *common)]
+    _wait_for(lambda: any(p.poll() is not None for p in processes), "one start to end")
+    loser = next(p for p in processes if p.poll() is not None)
+    winner = next(p for p in processes if p is not loser)
+    refusal = loser.stderr.read().strip()
+    assert loser.returncode == 2 and winner.poll() is None, refusal
     assert refusal.startswith("bench: error: this config is already running (run 1") and "\n" not in refusal
-    assert [(r.id, r.status) for r in ResultsDB(db_url).list_runs()] == [(1, "finished")]
+    winner.send_signal(signal.SIGINT)
+    assert winner.wait(timeout=120) == 130
+    assert [(r.id, r.status) for r in ResultsDB(db_url).list_runs()] == [(1, "interrupted")]
 
 
 def test_an_interrupted_row_is_resumed_by_one_claimant_only(tmp_path):
@@ -164,6 +153,43 @@ def test_an_interrupted_row_is_resumed_by_one_claimant_only(tmp_path):
         db.start_run(config_hash="h", config={}, task="t", task_version="1", dataset="d", model="m",
                      estimator="e", preset="p", seed=0)
     assert db.get_run(run_id).status == "running"
+
+
+def test_a_run_whose_row_was_taken_over_stops_at_its_next_write(tmp_path):
+    """A suspended run (Ctrl-Z) misses its heartbeats, another start resumes its row: the first
+    one, woken up, must not write into the other's run."""
+    from bench.db import ClaimLost
+
+    url = f"sqlite:///{tmp_path}/bench.sqlite"
+    sleeper, other = ResultsDB(url), ResultsDB(url)
+    run_id = sleeper.start_run(config_hash="h", config={}, task="t", task_version="1", dataset="d", model="m",
+                               estimator="e", preset="p", seed=0)
+    assert other.mark_stale_interrupted(stale_after_s=-1) == [run_id]  # its heartbeat is "too old"
+    other.resume_run(run_id, "h")
+    for write in (lambda: sleeper.heartbeat(run_id), lambda: sleeper.add_curve_points(run_id, 1, 10, {"x": 1.0}),
+                  lambda: sleeper.finish_run(run_id, "finished")):
+        with pytest.raises(ClaimLost, match=f"run {run_id} was taken over"):
+            write()
+    other.add_curve_points(run_id, 1, 10, {"x": 2.0})
+    other.finish_run(run_id, "finished")
+    row = other.get_run(run_id)
+    assert row.status == "finished" and [c.value for c in row.curves] == [2.0]
+
+
+def test_a_dead_workers_cleanup_touches_only_its_own_row(tmp_path):
+    from bench.sweep import _close_orphan
+
+    db = ResultsDB(f"sqlite:///{tmp_path}/bench.sqlite")
+    config = build_config("classification", "ste", dataset="digits")
+    live_pid = os.getpid()
+    run_id = db.start_run(config_hash=config.hash(), config={}, task="t", task_version="1", dataset="d", model="m",
+                          estimator="e", preset="p", seed=0,
+                          provenance={"pid": live_pid, "host": socket.gethostname()})
+    assert not _close_orphan(db, config, live_pid + 1, "another worker died")  # died before claiming
+    assert db.get_run(run_id).status == "running"
+    assert _close_orphan(db, config, live_pid, "worker process died (exit status -9)")
+    row = db.get_run(run_id)
+    assert row.status == "interrupted" and row.error.endswith("; rerun the sweep to resume")
 
 
 # -- 3. and 8. checkpoints are data: planted, truncated, foreign files ---------------------------
@@ -359,6 +385,7 @@ def test_a_sweep_worker_killed_mid_run_leaves_a_resumable_row_that_the_next_swee
     sweep = _bench_process(*args)
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the worker's first checkpoint", sweep)
     row = _running_row(db_url)
+    assert row is not None, "the run ended before it could be killed"
     os.kill(row.provenance["pid"], signal.SIGKILL)
     assert sweep.wait(timeout=120) == 1
     assert "interrupted: classification/digits" in sweep.stderr.read()
@@ -373,6 +400,24 @@ def test_a_sweep_worker_killed_mid_run_leaves_a_resumable_row_that_the_next_swee
     assert ResultsDB(db_url).get_run(row.id).provenance["resumed"] == 1
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_a_sweep_closes_its_running_row_and_starts_nothing_more(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/sweep.sqlite"
+    checkpoints = tmp_path / "checkpoints"
+    sweep = _bench_process("sweep", "--task", "classification", "--dataset", "digits", "--estimator", "clipped_ste",
+                           "--seeds", "0", "1", "2", "--quiet", "--db", db_url, "--checkpoint-dir", str(checkpoints),
+                           "--log-dir", str(tmp_path / "logs"), "--set", "epochs=8", "--set", "batch_size=32",
+                           "--set", "train_subset=480", "--set", "eval_subset=100")
+    _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first worker's checkpoint", sweep)
+    sweep.send_signal(signal.SIGINT)
+    assert sweep.wait(timeout=120) == 130
+    err = sweep.stderr.read().strip().splitlines()
+    assert err[-1] == ("bench: interrupted: the sweep was stopped by SIGINT: its running runs are marked "
+                       "interrupted; rerun the sweep to resume them"), err
+    (row,) = ResultsDB(db_url).list_runs()  # the other seeds never started
+    assert row.status == "interrupted" and row.error == "stopped by SIGTERM; rerun to resume"
+
+
 # -- 7. the database file deleted (or replaced) while a run writes to it -------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -381,10 +426,12 @@ def test_a_run_whose_database_file_goes_away_fails_loudly(tmp_path, how):
     checkpoints = tmp_path / "checkpoints"
     process = _bench_process("run", *LONGER, "--db", f"sqlite:///{db_file}", "--checkpoint-dir", str(checkpoints))
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first checkpoint", process)
-    for suffix in ("", "-wal", "-shm"):
+    if how == "replaced":  # a new, empty database moved into its place in one step
+        ResultsDB(f"sqlite:///{tmp_path}/new.sqlite").engine.dispose()
+    for suffix in ("-wal", "-shm") if how == "replaced" else ("-wal", "-shm", ""):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     if how == "replaced":
-        ResultsDB(f"sqlite:///{db_file}").engine.dispose()  # someone opens a new, empty database there
+        os.replace(tmp_path / "new.sqlite", db_file)
     assert process.wait(timeout=300) == 2
     out, err = process.stdout.read(), process.stderr.read().strip()
     assert "finished" not in out
