@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bench.checkpoint import Checkpointer
-from bench.registry import Registry
+from estimators.registry import Registry
 
 TASKS: Registry["Task"] = Registry("task")
 

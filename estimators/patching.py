@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 
 from torch import nn
 
-from bench.registry import Registry
+from estimators.registry import Registry
 from estimators.base import Estimator
 from estimators.layers import WEIGHT_SCALES, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -355,3 +358,12 @@ def test_set_progress_accepts_unit_interval_and_reaches_every_estimator(p):
     estimators.set_progress(model, p)
     assert est.progress == p and est.base_estimator.progress == p
     assert all(layer.estimator is est for _, layer in binary_layers(model))
+
+
+def test_the_estimator_library_never_imports_the_harness():
+    code = ("import sys, estimators; estimators.build('surge'); "
+            "print(sorted(m for m in sys.modules if m == 'bench' or m.startswith('bench.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -49,6 +49,15 @@ def _bench_process(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
+def _stopped_by(returncode: int, signum: int) -> bool:
+    """``bench`` exits 128 + the signal once it has closed its row and printed its line. CPython
+    may still end the process by SIGINT (returncode -2, which a shell shows as 130 as well): its
+    "unhandled KeyboardInterrupt" flag is set when the signal lands in code run through
+    PyRun_String (which extension modules use) and stays set though bench caught the exception.
+    Seen here about once in twelve runs on a busy machine."""
+    return returncode in (128 + signum, -signal.SIGINT)
+
+
 def _row_count(db_url: str) -> int:
     engine = create_engine(db_url)
     try:
@@ -137,7 +146,7 @@ def test_two_bench_runs_of_one_config_started_at_once_run_once(tmp_path):
     assert loser.returncode == 2 and winner.poll() is None, refusal
     assert refusal.startswith("bench: error: this config is already running (run 1") and "\n" not in refusal
     winner.send_signal(signal.SIGINT)
-    assert winner.wait(timeout=120) == 130
+    assert _stopped_by(winner.wait(timeout=120), signal.SIGINT)
     assert [(r.id, r.status) for r in ResultsDB(db_url).list_runs()] == [(1, "interrupted")]
 
 
@@ -365,7 +374,7 @@ def test_ctrl_c_and_sigterm_print_one_line_and_leave_a_resumable_row(tmp_path, s
     process = _bench_process("run", *LONGER, "--db", db_url, "--checkpoint-dir", str(checkpoints))
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first checkpoint", process)
     process.send_signal(signum)
-    assert process.wait(timeout=120) == 128 + signum
+    assert _stopped_by(process.wait(timeout=120), signum)
     err = process.stderr.read().strip()
     name = signal.Signals(signum).name
     assert err.startswith(f"bench: interrupted: run 1 stopped by {name} and marked interrupted; rerun the same "
@@ -410,7 +419,7 @@ def test_ctrl_c_stops_a_sweep_closes_its_running_row_and_starts_nothing_more(tmp
                            "--set", "train_subset=480", "--set", "eval_subset=100")
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first worker's checkpoint", sweep)
     sweep.send_signal(signal.SIGINT)
-    assert sweep.wait(timeout=120) == 130
+    assert _stopped_by(sweep.wait(timeout=120), signal.SIGINT)
     err = sweep.stderr.read().strip().splitlines()
     assert err[-1] == ("bench: interrupted: the sweep was stopped by SIGINT: its running runs are marked "
                        "interrupted; rerun the sweep to resume them"), err

@@ -45,7 +45,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from bench.errors import DataMissingError, UserError
-from bench.registry import Registry
+from estimators.registry import Registry
 
 SPLITS = ("train", "test")
 

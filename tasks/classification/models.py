@@ -17,7 +17,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from bench.registry import Registry
+from estimators.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from torch import nn
 
-from bench.registry import Registry
+from estimators.registry import Registry
 
 DETECTORS: Registry[Callable[[int], dict]] = Registry("detection model")
 SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("detection scope")

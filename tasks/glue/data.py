@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from bench.errors import DataMissingError, UserError
-from bench.registry import Registry
+from estimators.registry import Registry
 from bench.task_api import default_cache_dir
 
 Column = Union[str, int]
