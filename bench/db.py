@@ -413,20 +413,30 @@ class ResultsDB:
                 raise
             raise RunClaimed(self.latest_run(config_hash, "running")) from None
 
-    def _owned(self, s: Session, run_id: int) -> Run:
-        """The row, checked to be still ours where this object claimed it."""
-        run = s.get(Run, run_id)
-        token = self._claims.get(run_id)
-        if token is not None and (run is None or run.status != "running"
-                                  or (run.provenance or {}).get("claim") != token):
-            state = "gone" if run is None else f"{run.status}, claimed by pid {(run.provenance or {}).get('pid')}"
-            raise ClaimLost(f"run {run_id} was taken over while this process ran it (it missed heartbeats for "
-                            f"{stale_limit_s():g} s and is now {state}); this process stops without writing")
-        return run
+    def _owned(self, s: Session, run_id: int, token: Optional[str]) -> Run:
+        """The row, locked and checked to be still ours when this object claimed it (``token``).
+
+        The check is a conditional UPDATE and the first statement of the transaction, so it
+        takes the write lock (SQLite) or the row lock (PostgreSQL) before anything is written:
+        the check and the writes after it cannot be separated by another process's takeover.
+        """
+        if token is not None:
+            changed = s.execute(update(Run).where(
+                Run.id == run_id, Run.status == "running", Run.provenance["claim"].as_string() == token,
+            ).values(heartbeat_at=utcnow())).rowcount
+            if changed != 1:
+                run = s.get(Run, run_id)
+                state = "gone" if run is None else \
+                    f"{run.status}, claimed by pid {(run.provenance or {}).get('pid')}"
+                raise ClaimLost(f"run {run_id} was taken over while this process ran it (it missed heartbeats "
+                                f"for {stale_limit_s():g} s and is now {state}); this process stops without writing")
+        return s.get(Run, run_id)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
+        token = self._claims.get(run_id)
+
         def work(s: Session) -> None:
-            run = self._owned(s, run_id)
+            run = self._owned(s, run_id, token)
             for key, value in fields.items():
                 setattr(run, key, value)
             run.heartbeat_at = utcnow()
@@ -434,11 +444,16 @@ class ResultsDB:
         self._write(work)
 
     def heartbeat(self, run_id: int) -> None:
-        self.update_run(run_id)
+        """Refresh the heartbeat of a row this object holds (nothing once it is closed)."""
+        token = self._claims.get(run_id)
+        if token is not None:
+            self._write(lambda s: self._owned(s, run_id, token))  # its check sets heartbeat_at
 
     def add_curve_points(self, run_id: int, epoch: int, step: int, values: dict[str, float]) -> None:
+        token = self._claims.get(run_id)
+
         def work(s: Session) -> None:
-            run = self._owned(s, run_id)
+            run = self._owned(s, run_id, token)
             for name, value in values.items():
                 s.add(CurvePoint(run_id=run_id, epoch=epoch, step=step, name=name, value=float(value)))
             run.heartbeat_at = utcnow()
@@ -450,9 +465,10 @@ class ResultsDB:
         """Close a run: its final status, metrics (name, value, higher_is_better, primary)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        token = self._claims.get(run_id)
 
         def work(s: Session) -> None:
-            run = self._owned(s, run_id)
+            run = self._owned(s, run_id, token)
             run.status = status
             run.error = error
             run.finished_at = utcnow()
@@ -465,27 +481,28 @@ class ResultsDB:
         self._write(work)
         self._claims.pop(run_id, None)
 
-    def close_orphan(self, run_id: int, reason: str) -> bool:
-        """Mark a row interrupted whose process died without closing it; False if it was not
-        ``running`` any more (closed, or taken over)."""
+    def close_orphan(self, run_id: int, reason: str, heartbeat_at: dt.datetime) -> bool:
+        """Mark a row interrupted whose process died without closing it; False if it changed
+        since it was read (closed, or marked and resumed by another process meanwhile)."""
         def work(s: Session) -> bool:
-            return s.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(
-                status="interrupted", error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
+            return s.execute(update(Run).where(
+                Run.id == run_id, Run.status == "running", Run.heartbeat_at == heartbeat_at,
+            ).values(status="interrupted", error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
 
         return self._write(work)
 
     def discard_run(self, run_id: int) -> None:
         """Delete a row this object just claimed and never used (nothing else refers to it)."""
-        def work(s: Session) -> None:
-            s.delete(self._owned(s, run_id))
-
-        self._write(work)
+        token = self._claims.get(run_id)
+        self._write(lambda s: s.delete(self._owned(s, run_id, token)))
         self._claims.pop(run_id, None)
 
     def delete_curve_points_after(self, run_id: int, epoch: int) -> None:
         """Drop the curve points a killed run wrote after its last checkpoint (it redoes those epochs)."""
+        token = self._claims.get(run_id)
+
         def work(s: Session) -> None:
-            self._owned(s, run_id)
+            self._owned(s, run_id, token)
             s.execute(delete(CurvePoint).where(CurvePoint.run_id == run_id, CurvePoint.epoch > epoch))
 
         self._write(work)

@@ -51,9 +51,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Heartbeat:
-    """Refreshes the run's heartbeat every ``every`` seconds from a daemon thread."""
+    """Refreshes the run's heartbeat from a daemon thread, every 30 s or a quarter of the
+    stale limit, whichever is shorter (a run must never look dead while it lives)."""
 
-    def __init__(self, db: ResultsDB, run_id: int, every: float = HEARTBEAT_EVERY_S) -> None:
+    def __init__(self, db: ResultsDB, run_id: int) -> None:
+        every = min(HEARTBEAT_EVERY_S, stale_limit_s() / 4)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(db, run_id, every), daemon=True)
 
@@ -70,6 +72,7 @@ class _Heartbeat:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        self._thread.join(timeout=1.0)  # a beat in flight ends on its own: it writes only while we hold the row
 
 
 def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpoint_dir: Optional[str]) -> RunOutcome:
@@ -134,10 +137,17 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
                  f"{(live.provenance or {}).get('host')}, pid {(live.provenance or {}).get('pid')}") if live else "elsewhere"
         raise UserError(f"this config is already running ({where}); wait for it to end (a run whose process "
                         f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
-    done = db.finished_run(config_hash)
-    if done is not None and not force and not resuming:  # it finished between the check and the claim
-        db.discard_run(run_id)
-        return _skipped(db, done.id)
+    try:
+        done = db.finished_run(config_hash)
+        if done is not None and not force and not resuming:  # it finished between the check and the claim
+            db.discard_run(run_id)
+            return _skipped(db, done.id)
+    except BaseException:  # the row was claimed a moment ago: give it back rather than leave it running
+        if resuming:
+            db.finish_run(run_id, "interrupted", error="stopped while resuming; rerun to resume")
+        else:
+            db.discard_run(run_id)
+        raise
     return run_id, checkpoint, resuming
 
 
@@ -175,8 +185,8 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
     try:
         with _Heartbeat(db, run_id):
             _prepare_checkpoint(db, run_id, checkpoint, resuming)
+            told_ranks = True  # before the broadcast: an interrupt after it must not send a second one
             distributed.broadcast("run")  # the other ranks start once the checkpoint folder is settled
-            told_ranks = True
             result: TaskResult = task.run(config, reporter, device=device)
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:

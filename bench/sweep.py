@@ -199,7 +199,7 @@ def _close_orphan(db: ResultsDB, config: RunConfig, pid: int, reason: str) -> bo
     info = (orphan.provenance or {}) if orphan is not None else {}
     if orphan is None or info.get("pid") != pid or info.get("host") != socket.gethostname():
         return False
-    return db.close_orphan(orphan.id, f"{reason}; rerun the sweep to resume")
+    return db.close_orphan(orphan.id, f"{reason}; rerun the sweep to resume", orphan.heartbeat_at)
 
 
 def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_dir: Optional[str],
@@ -216,8 +216,9 @@ def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_di
     live: dict[int, subprocess.Popen] = {}
 
     def one(config: RunConfig) -> SweepResult:
-        if stopping.is_set():
-            return SweepResult(config, "not started", "the sweep was stopped")
+        with lock:
+            if stopping.is_set():
+                return SweepResult(config, "not started", "the sweep was stopped")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump({"config": config.to_dict(), "db": db_url, "checkpoint_dir": checkpoint_dir}, handle)
         log = log_dir / f"{config.hash()[:16]}.log"
@@ -229,6 +230,8 @@ def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_di
                                           start_new_session=True)
                 with lock:
                     live[worker.pid] = worker
+                    if stopping.is_set():  # the stop came while it was starting
+                        worker.send_signal(signal.SIGTERM)
                 code = worker.wait()
                 with lock:
                     live.pop(worker.pid, None)
@@ -253,8 +256,8 @@ def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_di
         return [future.result() for future in futures]
     except KeyboardInterrupt as exc:
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
-        stopping.set()
         with lock:
+            stopping.set()
             for worker in live.values():  # SIGTERM: a worker may have inherited an ignored SIGINT
                 worker.send_signal(signal.SIGTERM)
         pool.shutdown(wait=True, cancel_futures=True)
