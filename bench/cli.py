@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -347,13 +348,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.argv = argv
     try:
         with sigterm_as_interrupt():
-            return args.func(args)
+            code = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+            return code
     except (UserError, DatabaseError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except RunInterrupted as exc:
         print(f"bench: interrupted: {exc.message}", file=sys.stderr)
         return 128 + exc.signum
+    except BrokenPipeError:  # `bench runs | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as exc:  # outside a run (validation, a sweep's scheduling): nothing to close
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
         print(f"bench: interrupted by {signal.Signals(signum).name}", file=sys.stderr)

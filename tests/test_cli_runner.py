@@ -156,3 +156,10 @@ def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "bench", "list", "tasks"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "classification" in out.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `true` reads nothing and exits at once: bench's first line meets a closed pipe
+    out = subprocess.run(f"{sys.executable} -m bench list estimators | true", shell=True, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
