@@ -14,7 +14,9 @@ Guarantees, on SQLite and PostgreSQL alike:
 - any number of processes may open a database that does not exist yet: schema creation
   runs under a lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction advisory lock);
 - at most one ``running`` row per config hash (a partial unique index), so two processes
-  starting one config at once get one row and one refusal (:class:`RunClaimed`);
+  starting one config at once get one row and one refusal (:class:`RunClaimed`); the row
+  carries its holder's claim token, and every later write checks it in the same transaction,
+  so a process whose row was taken over stops writing (:class:`ClaimLost`);
 - a SQLite file deleted or replaced while a process uses it is noticed at its next write
   (:class:`DatabaseGone`) instead of writing into the unlinked file;
 - a database this user cannot write is opened read-only (listing and reports work) and
@@ -38,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 DEFAULT_DB_URL = "sqlite:///results/bench.sqlite"
