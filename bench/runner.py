@@ -138,17 +138,16 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
         raise UserError(f"this config is already running ({where}); wait for it to end (a run whose process "
                         f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
     try:
-        done = db.finished_run(config_hash)
-        if done is not None and not force and not resuming:  # it finished between the check and the claim
+        done = None if force or resuming else db.finished_run(config_hash)
+        if done is not None:  # it finished between the check and the claim: give the new row back
             db.discard_run(run_id)
-            return _skipped(db, done.id)
     except BaseException:  # the row was claimed a moment ago: give it back rather than leave it running
         if resuming:
             db.finish_run(run_id, "interrupted", error="stopped while resuming; rerun to resume")
         else:
             db.discard_run(run_id)
         raise
-    return run_id, checkpoint, resuming
+    return _skipped(db, done.id) if done is not None else (run_id, checkpoint, resuming)
 
 
 def _skipped(db: ResultsDB, run_id: int) -> RunOutcome:
