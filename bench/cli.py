@@ -128,7 +128,7 @@ def _run_configs(args: argparse.Namespace, execute, main_rank: bool) -> int:
     failures = 0
     for config in configs:
         outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device,
-                          checkpoint_dir=_checkpoint_dir(args))
+                          checkpoint_dir=_checkpoint_dir(args), checked=True)
         if not main_rank:
             continue
         label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
@@ -168,9 +168,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     db_url = _absolute_sqlite(resolve_db_url(args.db))
     db = ResultsDB(db_url)
     db.require_writable()
-    checkpoint_dir = _checkpoint_dir(args)
-    check_runs(configs, checkpoint_dir=checkpoint_dir)  # data included: no worker starts on a bad config
-    checkpoint_dir = checkpoint_dir and writable_folder(checkpoint_dir, "checkpoint folder")
+    # data included: no worker starts on a bad config (workers may start elsewhere: absolute folder)
+    checkpoint_dir = check_runs(configs, checkpoint_dir=_checkpoint_dir(args))
     log_dir = Path(writable_folder(args.log_dir, "sweep log folder"))
     db.mark_stale_interrupted()
     pending = [c for c in configs if db.finished_run(c.hash()) is None]

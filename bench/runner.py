@@ -86,11 +86,17 @@ def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpo
 
 
 def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, quiet: bool = False,
-            device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR) -> RunOutcome:
-    """Run one config and record it (in a multi-process run, only rank 0 touches ``db``)."""
+            device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR,
+            checked: bool = False) -> RunOutcome:
+    """Run one config and record it (in a multi-process run, only rank 0 touches ``db``).
+
+    ``checked``: the caller built the config and ran ``bench.validation.check_runs`` on it (the
+    CLI); otherwise (a sweep worker, a Slurm job) its values and data are checked here first.
+    """
     task = get_task(config.task)
-    check_values(config, task)
-    task.check(config)
+    if not checked:
+        check_values(config, task)
+        task.check(config)
     if not distributed.is_main():
         return _follow(config, task, quiet, device, checkpoint_dir)
     try:

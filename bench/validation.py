@@ -1,10 +1,11 @@
 """One validation stage: every value a run will use is checked before any row exists.
 
-``bench run`` and ``bench sweep`` call :func:`check_runs` on all their configs before the
-first row is written or the first worker starts; the runner checks each config's values
-again (:func:`check_values`) for configs that arrive from elsewhere (a sweep worker, a
-Slurm job). Each fault is a one-line :class:`~bench.errors.UserError` naming the valid
-values or the fix.
+Values are checked where a config is built (``bench.config.build_config`` calls
+:func:`check_values`); ``bench run`` and ``bench sweep`` then call :func:`check_runs` on all
+their configs (device, folders, data) before the first row is written or the first worker
+starts. The runner checks values and data itself only for configs that arrive from
+elsewhere (a sweep worker, a Slurm job). Each fault is a one-line
+:class:`~bench.errors.UserError` naming the valid values or the fix.
 
 What is checked:
     RunConfig fields     ranges and finiteness (:data:`FIELD_RULES`), choices
@@ -149,20 +150,19 @@ def writable_folder(path: str, what: str) -> str:
     return str(folder)
 
 
-def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> None:
-    """Everything a batch of runs will use, before any row exists or any worker starts."""
+def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> Optional[str]:
+    """What a batch of built configs will use beyond their values, before any row exists or
+    any worker starts; returns the checkpoint folder as an absolute path (None: none)."""
     from bench.config import get_task
 
-    configs = list(configs)
     check_device(device)
-    if checkpoint_dir is not None:
-        writable_folder(checkpoint_dir, "checkpoint folder")
+    folder = writable_folder(checkpoint_dir, "checkpoint folder") if checkpoint_dir is not None else None
     checked_sources: set[str] = set()
     for config in configs:
         task = get_task(config.task)
-        check_values(config, task)
         source = json.dumps([config.task, config.dataset, config.data_root, config.model, config.options],
                             sort_keys=True, default=str)
         if source not in checked_sources:  # the data check reads files: once per source
             task.check(config)
             checked_sources.add(source)
+    return folder
