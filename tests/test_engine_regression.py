@@ -1,0 +1,59 @@
+"""Bit-for-bit regression: a classification run and a GLUE run of fixed configs give exactly
+the metrics and learning curves pinned in ``tests/data/engine_regression.json``.
+
+The values were written by the family loops that the harness engine replaced (commit 36a2a7c,
+this machine class, CPU, one intra-op thread), so the engine changed no result. Regenerate
+only for a change that is meant to alter results: ``python tests/test_engine_regression.py``.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.config import build_config
+from bench.db import ResultsDB
+from bench.runner import execute
+
+PINNED = Path(__file__).parent / "data" / "engine_regression.json"
+CASES = {
+    "classification": dict(task="classification", estimator="surge", dataset="fashion_mnist", seed=3, epochs=2,
+                           sets=["train_subset=384", "eval_subset=256", "batch_size=64"]),
+    "glue": dict(task="glue", estimator="ede", dataset="vader_sst2", seed=1, epochs=2,
+                 sets=["train_subset=96", "eval_subset=64", "batch_size=16", "max_seq_length=32",
+                       "num_hidden_layers=1"]),
+}
+
+
+def run_case(name: str, folder: Path) -> dict:
+    config = build_config(**CASES[name])
+    db = ResultsDB(f"sqlite:///{folder}/{name}.sqlite")
+    outcome = execute(config, db, quiet=True, checkpoint_dir=str(folder / "checkpoints"))
+    assert outcome.status == "finished", outcome.error
+    run = db.get_run(outcome.run_id)
+    return {
+        "metrics": {m.name: m.value for m in sorted(run.metrics, key=lambda m: m.name)},
+        "curves": {f"{c.epoch}/{c.name}": c.value for c in sorted(run.curves, key=lambda c: (c.epoch, c.name))},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_results_match_the_pinned_values_bit_for_bit(name, tmp_path):
+    if name == "glue":
+        pytest.importorskip("transformers")
+    pinned = json.loads(PINNED.read_text())[name]
+    got = run_case(name, tmp_path)
+    assert got["metrics"] == pinned["metrics"]
+    assert got["curves"] == pinned["curves"]
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        values = {name: run_case(name, Path(tmp)) for name in sorted(CASES)}
+    PINNED.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(values, indent=1), file=sys.stderr)
