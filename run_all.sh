@@ -35,7 +35,7 @@ scripts/setup_env.sh nlp detection
 . .venv/bin/activate
 
 estimators=${only_estimators:-$(python -c "import estimators; print(' '.join(estimators.available()))")}
-tasks=$(python -c "from bench.task_api import TASKS, load_task_plugins; load_task_plugins(); print(' '.join(TASKS.names()))")
+tasks=$(python -c "from bench.plugins import TASKS, load_task_plugins; load_task_plugins(); print(' '.join(TASKS.names()))")
 
 failed=0
 started=$(date +%s)

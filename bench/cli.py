@@ -26,10 +26,10 @@ from typing import Optional
 
 import estimators
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
-from bench.config import build_config, get_task
+from bench.config import build_config
 from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
-from bench.task_api import TASKS, load_task_plugins
+from bench.plugins import TASKS, get_task, load_task_plugins
 from bench.validation import check_runs, writable_folder
 
 LISTABLE = ("estimators", "tasks", "presets", "datasets", "models", "scopes")

@@ -1,11 +1,13 @@
 """RunConfig: the one serialisable description of a run, and how the CLI builds it.
 
-Everything that changes a result is a field of RunConfig; its hash identifies the
-run, so an identical finished run is skipped. Paths that only say where data lives
-on this machine (``data_root``) are kept out of the hash.
+Everything that changes a result is a field of RunConfig; its hash identifies the run, so
+an identical finished run is skipped. Machine-local values are kept out of the hash: the
+``data_root`` field and every family option declared ``local`` (cache folders, worker
+counts; see :mod:`bench.options`), so the same experiment run from another folder or with
+another worker count is the same run.
 
 Precedence when a config is built: the task's preset < explicit flags (--epochs,
---seed, --dataset, --model) < ``--set key=value`` pairs.
+--seed, --dataset, --model) < ``--set key=value`` pairs, each parsed by its field's type.
 """
 from __future__ import annotations
 
@@ -15,11 +17,18 @@ import json
 from typing import Any, Optional
 
 import estimators
+from bench import options as typed
 from bench.errors import UserError
-from bench.task_api import TASKS, Task, load_task_plugins
+from bench.plugins import get_task
 from bench.validation import check_values
 
-HASH_EXCLUDED = ("data_root",)
+#: the version of the identity rule below; databases written under an older one are rehashed
+#: when opened (bench.identity)
+IDENTITY_RULE = 2
+
+
+def _local(default: Any = None) -> Any:
+    return dataclasses.field(default=default, metadata={"local": True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +53,20 @@ class RunConfig:
     train_subset: Optional[int]
     eval_subset: Optional[int]
     options: dict
-    data_root: Optional[str] = None
+    data_root: Optional[str] = _local()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict:
+        """The values that make the run what it is: every field and option but the local ones."""
+        local_options = typed.local_names(get_task(self.task).Options)
+        payload = {k: v for k, v in self.to_dict().items() if k not in typed.local_names(RunConfig)}
+        payload["options"] = {k: v for k, v in self.options.items() if k not in local_options}
+        return payload
+
     def hash(self) -> str:
-        payload = {k: v for k, v in self.to_dict().items() if k not in HASH_EXCLUDED}
-        canonical = json.dumps(payload, sort_keys=True, default=str)
+        canonical = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
@@ -64,61 +79,6 @@ SETTABLE_FIELDS = (
     "scope", "weight_scale", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "schedule", "warmup_epochs", "train_subset", "eval_subset",
 )
-
-
-def _field_types() -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(RunConfig)
-
-
-def _coerce_field(key: str, raw: str) -> Any:
-    hint = _field_types()[key]
-    text = raw.strip()
-    if text.lower() in ("none", "null"):
-        if "Optional" in str(hint) or "None" in str(hint):
-            return None
-        raise UserError(f"--set {key}=none: {key} cannot be none")
-    target = next((t for t in (int, float, str) if t is hint or t in getattr(hint, "__args__", ())), str)
-    try:
-        return float(text) if target is float else target(text)
-    except ValueError:
-        raise UserError(f"--set {key}={raw!r}: expected a{'n int' if target is int else ' ' + target.__name__}") from None
-
-
-def _coerce_option(key: str, raw: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        raise UserError(f"--set {key}={raw!r}: expected true or false")
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            return type(default)(raw)
-        except ValueError:
-            raise UserError(f"--set {key}={raw!r}: expected a {type(default).__name__}") from None
-    if default is None and raw.lower() in ("none", "null"):
-        return None
-    return raw
-
-
-def parse_set_pairs(pairs: list[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got {pair!r}")
-        parsed[key.strip()] = value
-    return parsed
-
-
-def get_task(name: str) -> Task:
-    load_task_plugins()
-    try:
-        return TASKS.get(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def build_config(
@@ -146,19 +106,21 @@ def build_config(
         raise UserError(f"unknown model {model!r} for task {task}; valid choices: {', '.join(task_obj.models)}")
 
     values = dict(task_obj.preset_values(preset, dataset, model))
-    options = {**task_obj.options, **values.pop("options", {})}
+    options = {**typed.defaults(task_obj.Options), **values.pop("options", {})}
     if epochs is not None:
         values["epochs"] = epochs
     hparams: dict[str, Any] = {}
+    estimator_class = estimators.ESTIMATORS.get(estimator)
     estimator_keys = estimators.hparam_names(estimator)
-    for key, raw in parse_set_pairs(sets or []).items():
+    for pair in sets or []:
+        key, raw = typed.split_pair(pair)
         name = key.removeprefix("estimator.")
         if key in SETTABLE_FIELDS:
-            values[key] = _coerce_field(key, raw)
+            values[key] = typed.parse_into(RunConfig, key, raw, flag="--set ")
         elif name in estimator_keys:
-            hparams[name] = raw
+            hparams[name] = typed.parse_into(estimator_class, name, raw, flag="--set ")
         elif key in options:
-            options[key] = _coerce_option(key, raw, task_obj.options.get(key))
+            options[key] = typed.parse_into(task_obj.Options, key, raw, flag="--set ")
         else:
             valid = sorted(set(SETTABLE_FIELDS) | set(options) | set(estimator_keys))
             raise UserError(f"unknown --set key {key!r} for task {task} and estimator {estimator}; "

@@ -144,7 +144,7 @@ def _with_variants(frame):
 
 
 def _reports_average(task: str) -> bool:
-    from bench.task_api import TASKS, load_task_plugins
+    from bench.plugins import TASKS, load_task_plugins
 
     load_task_plugins()
     return task in TASKS and TASKS.get(task).report_average

@@ -24,10 +24,11 @@ from typing import Optional
 
 from bench import distributed, provenance
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer, CorruptCheckpoint
-from bench.config import RunConfig, get_task
+from bench.config import RunConfig
+from bench.plugins import get_task
 from bench.db import DatabaseError, ResultsDB, RunClaimed, stale_limit_s
 from bench.errors import Diverged, RunInterrupted, UserError
-from bench.task_api import Reporter, TaskResult
+from bench.api import Reporter, RunContext, TaskResult
 from bench.training import pick_device
 from bench.validation import check_values
 
@@ -81,7 +82,7 @@ def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpo
     if decision != "run":
         return RunOutcome(None, "skipped" if decision == "skip" else "failed", {})
     checkpoint = Checkpointer(Path(checkpoint_dir) / config.hash() if checkpoint_dir else None)
-    result = task.run(config, Reporter(quiet=True, checkpoint=checkpoint), device=device)
+    result = task.run(config, RunContext(device=pick_device(device), checkpoint=checkpoint, quiet=True))
     return RunOutcome(None, "finished", dict(result.metrics))
 
 
@@ -180,11 +181,11 @@ def _prepare_checkpoint(db: ResultsDB, run_id: int, checkpoint: Checkpointer, re
 def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, resuming: bool,
              quiet: bool, device: Optional[str]) -> RunOutcome:
     """From the claimed row to its close: whatever happens here, the row does not stay running."""
-    reporter = Reporter(
-        on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
-        on_info=lambda fields: db.update_run(run_id, **fields),
-        quiet=quiet, checkpoint=checkpoint,
-        on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch),
+    context = RunContext(
+        device=pick_device(device), checkpoint=checkpoint, quiet=quiet,
+        reporter=Reporter(on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
+                          on_info=lambda fields: db.update_run(run_id, **fields),
+                          on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch)),
     )
     told_ranks = False
     try:
@@ -192,7 +193,7 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
             _prepare_checkpoint(db, run_id, checkpoint, resuming)
             told_ranks = True  # before the broadcast: an interrupt after it must not send a second one
             distributed.broadcast("run")  # the other ranks start once the checkpoint folder is settled
-            result: TaskResult = task.run(config, reporter, device=device)
+            result: TaskResult = task.run(config, context)
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
@@ -218,10 +219,10 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
         if not told_ranks:
             distributed.broadcast("abort")
 
-    specs = {s.name: s for s in task.metric_specs(config.dataset)}
+    specs = task.metric_specs(config.dataset)
+    directions = {spec.key: spec.higher_is_better for spec in specs}
     metrics = [
-        dict(name=name, value=float(value), higher_is_better=specs[name].higher_is_better,
-             primary=(name == result.primary_metric))
+        dict(name=name, value=float(value), higher_is_better=directions[name], primary=(name == specs[0].key))
         for name, value in result.metrics.items()
     ]
     fields = {k: getattr(result, k) for k in _RESULT_FIELDS if getattr(result, k) is not None}

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import estimators
-from bench.config import RunConfig, build_config, get_task
+from bench.config import RunConfig, build_config
+from bench.plugins import get_task
 from bench.db import DatabaseError, ResultsDB
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 

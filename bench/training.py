@@ -1,6 +1,6 @@
-"""Training utilities shared by task families: optimizers, schedules, timing, guards.
-
-Task loops stay in their task folders; what every loop needs lives here once.
+"""Training building blocks used by the engine (bench/engine.py) and by detection's mmengine
+hooks: seeding, the device, optimizers and LR schedules from a RunConfig, the NaN guard,
+step timing, peak memory and the progress bar.
 """
 from __future__ import annotations
 
@@ -63,22 +63,6 @@ def build_scheduler(config, optimizer: torch.optim.Optimizer, total_steps: int,
 def check_finite(value: float, what: str, step: int) -> None:
     if not math.isfinite(value):
         raise Diverged(f"{what} is {value} at step {step}")
-
-
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, step: int,
-                   max_grad_norm: Optional[float] = None) -> float:
-    """Backward, optional gradient clipping, optimizer and LR-schedule step; returns the loss
-    value and raises Diverged when it is not finite."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm is not None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    value = loss.item()
-    check_finite(value, "training loss", step)
-    return value
 
 
 class StepTimer:

@@ -9,7 +9,7 @@ elsewhere (a sweep worker, a Slurm job). Each fault is a one-line
 
 What is checked:
     RunConfig fields     ranges and finiteness (:data:`FIELD_RULES`), choices
-    task options         each family's declared ``Task.option_rules``
+    task options         the rules declared on each field of the family's ``Options`` dataclass
     estimator values     every float hyperparameter finite (the estimator checks its ranges)
     data                 ``Task.check`` (files present, formats readable), once per data source
     device               a device this machine has (``--device cuda`` without a GPU is refused)
@@ -105,8 +105,13 @@ def check_values(config, task) -> None:
     OneOf(tuple(task.scopes or estimators.SCOPES.names())).check(f"scope for task {task.name}", config.scope)
     if config.data_root is not None and not isinstance(config.data_root, str):
         raise UserError(f"data_root must be a folder path (a string), got {config.data_root!r}")
-    for name, rule in task.option_rules.items():
-        rule.check(name, config.options.get(name, task.options.get(name)))
+    from bench import options as typed
+
+    unknown = typed.unknown_keys(task.Options, config.options)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for task {task.name}; valid: "
+                        f"{', '.join(typed.defaults(task.Options)) or 'none'}")
+    typed.check_rules(task.Options, config.options)
     try:
         estimators.build(config.estimator, **config.estimator_hparams)
     except ValueError as exc:
@@ -153,7 +158,7 @@ def writable_folder(path: str, what: str) -> str:
 def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> Optional[str]:
     """What a batch of built configs will use beyond their values, before any row exists or
     any worker starts; returns the checkpoint folder as an absolute path (None: none)."""
-    from bench.config import get_task
+    from bench.plugins import get_task
 
     check_device(device)
     folder = writable_folder(checkpoint_dir, "checkpoint folder") if checkpoint_dir is not None else None

@@ -51,31 +51,21 @@ def hparam_names(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(ESTIMATORS.get(name)) if f.init]
 
 
-def _coerce(estimator: str, field: dataclasses.Field, value: Any, hint: Any) -> Any:
-    """Turn a command-line string into the field's type (floats, ints, bools, None)."""
-    if not isinstance(value, str):
-        return value
-    types = [t for t in typing.get_args(hint)] or [hint]
-    if value.lower() in ("none", "null") and type(None) in types:
-        return None
-    for kind in (bool, int, float, str):
-        if kind not in types:
-            continue
-        if kind is bool:
-            if value.lower() in ("true", "1", "yes"):
-                return True
-            if value.lower() in ("false", "0", "no"):
-                return False
-            continue
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    raise ValueError(f"{estimator}: cannot read {field.name}={value!r} as {hint}")
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has the field type ``hint`` (an int is a float; bools are only bools)."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and (int in allowed or float in allowed):
+        return True
+    return any(isinstance(value, t) for t in allowed if isinstance(t, type) and t not in (int, bool))
 
 
 def build(name: str, **hparams: Any) -> Estimator:
-    """Build a registered estimator; unknown names and hyperparameters raise ValueError."""
+    """Build a registered estimator from typed values; unknown names and hyperparameters, and
+    values of the wrong type, raise ValueError."""
     cls = ESTIMATORS.get(name)
     valid = hparam_names(name)
     unknown = sorted(set(hparams) - set(valid))
@@ -83,6 +73,7 @@ def build(name: str, **hparams: Any) -> Estimator:
         choices = ", ".join(valid) if valid else "none"
         raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for estimator {name!r}; valid: {choices}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {k: _coerce(name, fields[k], v, hints[k]) for k, v in hparams.items()}
-    return cls(**values)
+    wrong = [f"{k}={v!r} (expected {hints[k]})" for k, v in hparams.items() if not _accepts(hints[k], v)]
+    if wrong:
+        raise ValueError(f"estimator {name!r}: {', '.join(wrong)}; command-line text is parsed by bench.options")
+    return cls(**{k: float(v) if hints[k] is float and type(v) is int else v for k, v in hparams.items()})

@@ -131,7 +131,7 @@ def test_crash_is_recorded_as_failed(db_url, monkeypatch, capsys):
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(classification_task.ClassificationTask, "_loaders", explode)
+    monkeypatch.setattr(classification_task.ClassificationTask, "load_data", explode)
     assert _bench(db_url, "--estimator", "ste", *TINY) == 1
     (run,) = ResultsDB(db_url).list_runs()
     assert run.status == "failed" and "RuntimeError: disk on fire" in run.error

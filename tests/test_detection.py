@@ -20,7 +20,7 @@ from tasks.detection.task import import_openmmlab  # noqa: E402
 
 SMALL = synthetic.SceneSpec(image_size=96, n_train=6, n_val=5, max_objects=3)
 TWO_ITERATIONS = ["--epochs", "1", "--quiet", "--set", "train_subset=8", "--set", "batch_size=4",
-                  "--set", "eval_subset=4", "--set", "workers=0"]
+                  "--set", "eval_subset=4", "--set", "num_workers=0"]
 
 
 @pytest.fixture(scope="module")
@@ -228,28 +228,39 @@ def test_binarized_convs_see_exactly_plus_minus_one_weights_and_inputs(cache_dir
 
 
 # -- hooks -----------------------------------------------------------------------------------
-def test_progress_hook_sets_p_to_iteration_over_max_iters():
-    from tasks.detection.hooks import EstimatorProgressHook
+def _engine_hooks(detector, iteration: int, max_iters: int):
+    from bench.api import RunContext
+    from tasks.detection.hooks import EngineHooks
+
+    hooks = EngineHooks(RunContext(quiet=True), "test", 2)
+    runner = types.SimpleNamespace(model=detector, iter=iteration, max_iters=max_iters, max_epochs=1, epoch=0,
+                                   optim_wrapper=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+                                   param_schedulers=[], train_dataloader=[0] * max_iters, train_loop=None)
+    hooks.before_train(runner)
+    hooks.before_train_epoch(runner)
+    return hooks, runner
+
+
+def test_progress_is_the_engines_formula_iteration_over_max_iters_minus_one():
+    from bench.engine import training_progress
 
     detector, _ = _detector(model="retinanet_r18_fpn", estimator="ede")
     estimator = next(layer.estimator for _, layer in estimators.binary_layers(detector))
-    runner = types.SimpleNamespace(model=detector, iter=30, max_iters=120)
-    EstimatorProgressHook().before_train_iter(runner, 0)
-    assert estimator.progress == pytest.approx(0.25)
+    hooks, runner = _engine_hooks(detector, 30, 121)
+    hooks.before_train_iter(runner, 0)
+    assert estimator.progress == pytest.approx(0.25) == training_progress(30, 121)
+    runner.iter = 120
+    hooks.before_train_iter(runner, 0)
+    assert estimator.progress == 1.0  # the last iteration ends the schedule, as in every family
 
 
-def test_report_hook_raises_diverged_on_a_nan_loss():
-    from bench.task_api import Reporter
-    from bench.training import StepTimer
-    from tasks.detection.hooks import BenchReportHook
-
-    hook = BenchReportHook(Reporter(quiet=True), StepTimer(torch.device("cpu")), "test", 2)
-    runner = types.SimpleNamespace(iter=4, max_iters=10)
-    hook.before_train_iter(runner, 0)
-    hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
-    hook.before_train_iter(runner, 1)
+def test_engine_hooks_raise_diverged_on_a_nan_loss():
+    hooks, runner = _engine_hooks(torch.nn.Linear(1, 1), 4, 10)
+    hooks.before_train_iter(runner, 0)
+    hooks.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
+    hooks.before_train_iter(runner, 1)
     with pytest.raises(Diverged, match="training loss is nan at step 5"):
-        hook.after_train_iter(runner, 1, outputs={"loss": torch.tensor(math.nan)})
+        hooks.after_train_iter(runner, 1, outputs={"loss": torch.tensor(math.nan)})
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -127,20 +127,29 @@ def test_build_keeps_valid_values_and_defaults():
     assert surge.base_estimator.name == "approx_sign"
 
 
-def test_build_coerces_cli_strings():
-    est = estimators.build("surge", eta="0.3", shared_aux="true", last_k="2", fixed_lambda="none")
+def _parsed(name: str, **raw: str):
+    """Command-line text through the one typed parser, then build()."""
+    from bench.options import parse_into
+
+    cls = estimators.ESTIMATORS.get(name)
+    return estimators.build(name, **{k: parse_into(cls, k, v) for k, v in raw.items()})
+
+
+def test_cli_strings_are_parsed_by_the_field_types():
+    est = _parsed("surge", eta="0.3", shared_aux="true", last_k="2", fixed_lambda="none")
     assert est.eta == 0.3 and type(est.eta) is float
     assert est.shared_aux is True
     assert est.last_k == 2 and type(est.last_k) is int
     assert est.fixed_lambda is None
-    est = estimators.build("surge", shared_aux="false", fixed_lambda="0.5", base="ede", ags="previous")
+    est = _parsed("surge", shared_aux="false", fixed_lambda="0.5", base="ede", ags="previous")
     assert est.shared_aux is False and est.fixed_lambda == 0.5 and type(est.fixed_lambda) is float
     assert est.base == "ede" and est.ags == "previous"
-    fda = estimators.build("fda", w="0.2", n_start="3", n_end="7")
+    fda = _parsed("fda", w="0.2", n_start="3", n_end="7")
     assert (fda.w, fda.n_start, fda.n_end) == (0.2, 3, 7)
     assert type(fda.n_start) is int and type(fda.n_end) is int and type(fda.w) is float
-    c = estimators.build("clipped_ste", c="2").c
+    c = _parsed("clipped_ste", c="2").c
     assert c == 2.0 and type(c) is float
+    assert type(estimators.build("clipped_ste", c=2).c) is float  # an int for a float field: the same config
 
 
 @pytest.mark.parametrize(
@@ -153,8 +162,12 @@ def test_build_coerces_cli_strings():
         ("surge", {"eta": "none"}),  # eta is not Optional
     ],
 )
-def test_build_rejects_unreadable_strings(name, hp):
-    with pytest.raises(ValueError):
+def test_unreadable_strings_are_refused_in_one_line(name, hp):
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="expected"):
+        _parsed(name, **hp)
+    with pytest.raises(ValueError, match="expected"):  # build() takes typed values only
         estimators.build(name, **hp)
 
 

@@ -7,7 +7,7 @@ import estimators
 from bench.cli import main
 from bench.db import ResultsDB
 from tasks.glue import data
-from tasks.glue.model import binarize_bert, load_model, offline_minilm_path
+from tasks.glue.model import binarize_bert, load_model, load_tokenizer, offline_minilm_path
 
 pytest.importorskip("transformers")
 
@@ -29,9 +29,9 @@ def sst2_root(tmp_path):
 
 
 def _bert(attention="softmax"):
-    model, tokenizer = load_model(offline_minilm_path(), num_labels=2, regression=False, num_hidden_layers=2,
-                                  attention=attention)
-    return model, tokenizer
+    model = load_model(offline_minilm_path(), num_labels=2, regression=False, num_hidden_layers=2,
+                       attention=attention)
+    return model, load_tokenizer(offline_minilm_path())
 
 
 def test_quick_runs_land_finished_rows(tmp_path, sst2_root):
@@ -168,7 +168,7 @@ def test_knowledge_distillation_trains_the_teacher_once(tmp_path, sst2_root):
 def test_distillation_loss_terms():
     from types import SimpleNamespace
 
-    from tasks.glue.training import distillation_loss
+    from tasks.glue.losses import distillation_loss
 
     logits = torch.tensor([[0.0, 0.0]])
     teacher_logits = torch.tensor([[0.0, 100.0]])  # teacher is sure of class 1

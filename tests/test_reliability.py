@@ -24,7 +24,6 @@ from bench.checkpoint import Checkpointer, CorruptCheckpoint
 from bench.cli import main
 from bench.config import build_config
 from bench.db import ResultsDB, RunClaimed
-from bench.task_api import Reporter
 from tests import db_processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,14 +213,14 @@ class _Payload:
 
 def _interrupt_after_first_checkpoint(db_url: str, checkpoints: Path, monkeypatch) -> int:
     """A real run stopped by Ctrl-C right after its epoch-1 checkpoint (the row is interrupted)."""
-    original = Reporter.save
+    original = Checkpointer.save
 
-    def save_then_ctrl_c(self, epoch, *args, **kwargs):
-        original(self, epoch, *args, **kwargs)
+    def save_then_ctrl_c(self, *args, **kwargs):
+        original(self, *args, **kwargs)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(Reporter, "save", save_then_ctrl_c)
+        patch.setattr(Checkpointer, "save", save_then_ctrl_c)
         assert main(["run", *LONGER, "--epochs", "2", "--db", db_url, "--checkpoint-dir", str(checkpoints)]) == 130
     (row,) = ResultsDB(db_url).list_runs()
     assert row.status == "interrupted"

@@ -1,5 +1,5 @@
 """Image classification task family (registers the task ``classification``)."""
-from bench.task_api import TASKS
+from bench.plugins import TASKS
 from tasks.classification.task import ClassificationTask
 
 TASKS.register("classification")(ClassificationTask())

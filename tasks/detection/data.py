@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from bench.errors import DataMissingError, UserError
-from bench.task_api import default_cache_dir
+from bench.api import default_cache_dir
 from tasks.detection import synthetic
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

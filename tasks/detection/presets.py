@@ -34,14 +34,14 @@ QUICK = dict(
     epochs=1, batch_size=4, optimizer="adamw", lr=5e-4, weight_decay=1e-4, schedule="cosine", warmup_epochs=0.1,
     train_subset=None, eval_subset=None,
     options=dict(image_scale="160", pretrain_epochs=12, pretrain_optimizer="adamw", pretrain_lr=1e-3,
-                 max_grad_norm=10.0, workers=2),
+                 max_grad_norm=10.0, num_workers=2),
 )
 
 PAPER = dict(
     epochs=12, batch_size=16, optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="cosine", warmup_epochs=0.0,
     train_subset=None, eval_subset=None,
     options=dict(image_scale="1000x600", pretrain_epochs=12, pretrain_optimizer="sgd", pretrain_lr=0.01,
-                 max_grad_norm=35.0, workers=4),
+                 max_grad_norm=35.0, num_workers=4),
 )
 
 

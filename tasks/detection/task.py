@@ -13,12 +13,13 @@ from typing import Optional
 
 import estimators
 from bench import distributed
+from bench.api import MetricSpec, RunContext, Task, TaskResult
 from bench.errors import UserError
-from bench.task_api import MetricSpec, Reporter, Task, TaskResult
+from bench.options import option
+from bench.training import seed_everything
 from bench.validation import OneOf, Range
-from bench.training import peak_memory_mb, pick_device, reset_peak_memory, seed_everything
 from estimators.accounting import count_cost
-from tasks.detection import data as detection_data, presets
+from tasks.detection import data as detection_data, metrics as _metrics, presets  # noqa: F401 - registers metrics
 from tasks.detection.data import DATASETS
 
 MODEL_NAMES = ("faster_rcnn_r18_fpn", "retinanet_r18_fpn")
@@ -44,6 +45,19 @@ def import_openmmlab():
     return models
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionOptions:
+    image_scale: str = option("160", help="input size: N (square) or WxH")
+    pretrain_epochs: int = option(0, Range(0, integer=True), help="full-precision pre-training epochs (0: none)")
+    pretrain_optimizer: str = option("adamw", OneOf(("sgd", "adam", "adamw")), help="pre-training optimizer")
+    pretrain_lr: float = option(1e-3, Range(0, low_open=True), help="pre-training learning rate")
+    max_grad_norm: float = option(10.0, Range(0), help="gradient clipping (0: none)")
+    val_every: int = option(0, Range(0, integer=True), help="validate every N epochs (0: after the last)")
+    backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
+    num_workers: int = option(2, Range(0, integer=True), local=True, help="DataLoader worker processes")
+    cache_dir: str = option("", local=True, help="where the offline set and pre-trained detectors are kept")
+
+
 class DetectionTask(Task):
     name = "detection"
     version = "1"
@@ -52,22 +66,13 @@ class DetectionTask(Task):
     default_dataset = "fmnist_det"
     models = MODEL_NAMES
     scopes = SCOPE_NAMES
-    options = {
-        "image_scale": "160", "pretrain_epochs": 0, "pretrain_optimizer": "adamw", "pretrain_lr": 1e-3,
-        "max_grad_norm": 10.0, "workers": 2, "val_every": 0, "backbone_checkpoint": "", "cache_dir": "",
-    }
-    option_rules = {
-        "pretrain_epochs": Range(0, integer=True), "pretrain_optimizer": OneOf(("sgd", "adam", "adamw")),
-        "pretrain_lr": Range(0, low_open=True), "max_grad_norm": Range(0), "workers": Range(0, integer=True),
-        "val_every": Range(0, integer=True),
-    }
+    Options = DetectionOptions
+    throughput_unit = "img"
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
         if dataset.startswith("voc"):
-            return [MetricSpec("mAP50", True, "VOC07 11-point mAP at IoU 0.5 (%)")]
-        return [MetricSpec("bbox_mAP", True, "COCO mAP@[.5:.95] (%)"),
-                MetricSpec("bbox_mAP_50", True, "COCO mAP at IoU 0.5 (%)"),
-                MetricSpec("bbox_mAP_75", True, "COCO mAP at IoU 0.75 (%)")]
+            return [MetricSpec("mAP50")]
+        return [MetricSpec("bbox_mAP"), MetricSpec("bbox_mAP_50"), MetricSpec("bbox_mAP_75")]
 
     def default_model(self, dataset: str) -> str:
         # The offline set is the CPU smoke test: RetinaNet trains 2.5x faster than Faster R-CNN there.
@@ -106,12 +111,12 @@ class DetectionTask(Task):
                 sign_preserving_activations(getattr(detector, part))
         return detector
 
-    def _pretrained(self, config, data, work_dir: Path, reporter: Reporter) -> tuple[Optional[Path], dict]:
+    def _pretrained(self, config, data, work_dir: Path, context: RunContext) -> tuple[Optional[Path], dict]:
         """The full-precision detector of the two-step recipe: trained once, cached by its config.
 
         Returns the weights file (None without pre-training) and what the run record keeps of it.
         """
-        from tasks.detection.loop import fit
+        from tasks.detection.mmengine_runner import fit
 
         epochs = int(config.options["pretrain_epochs"])
         if epochs <= 0:
@@ -119,8 +124,7 @@ class DetectionTask(Task):
         stage = dataclasses.replace(
             config, estimator="fp32", estimator_hparams={}, scope="backbone", epochs=epochs, seed=0,
             optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
-            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "workers": 0,
-                     "data_version": data.version},
+            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "data_version": data.version},
         )
         key = stage.hash()[:16]
         folder = self._cache_root(config) / "detection" / "detectors" / key
@@ -130,9 +134,8 @@ class DetectionTask(Task):
 
             detector = self._detector(stage, data)
             seed_everything(0)
-            run_options = {**stage.options, "workers": config.options["workers"]}  # workers do not change results
-            scores, _ = fit(detector, data, dataclasses.replace(stage, options=run_options), work_dir / "pretrain",
-                            Reporter(quiet=reporter.quiet), f"full-precision pre-training {config.model}")
+            scores = fit(detector, data, stage, work_dir / "pretrain", context.private(),
+                         f"full-precision pre-training {config.model}").scores
             if distributed.is_main():
                 folder.mkdir(parents=True, exist_ok=True)
                 metrics_file.write_text(json.dumps(scores))
@@ -142,6 +145,12 @@ class DetectionTask(Task):
             distributed.barrier()
         scores = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return weights, {"cache_key": key, "epochs": epochs, "metrics": scores}
+
+    def binarize(self, model, estimator, config) -> dict:
+        from tasks.detection.models import SCOPES
+
+        return estimators.binarize_model(model, estimator, config.scope, weight_scale=config.weight_scale,
+                                         scopes=SCOPES).to_dict()
 
     @staticmethod
     def _cost(detector, data):
@@ -154,39 +163,32 @@ class DetectionTask(Task):
         return count_cost(detector, batch["inputs"], batch["data_samples"], mode="predict")
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, config, reporter: Reporter, device: Optional[str] = None) -> TaskResult:
+    def run(self, config, context: RunContext) -> TaskResult:
         # pycocotools and mmengine print loading notes and evaluation tables to stdout; the
         # progress bar (stderr) and the CLI's summary line are what a user reads.
         with contextlib.redirect_stdout(io.StringIO()):
-            return self._run(config, reporter, device)
+            return self._run(config, context)
 
-    def _run(self, config, reporter: Reporter, device: Optional[str]) -> TaskResult:
-        from tasks.detection.loop import fit, load_state
-        from tasks.detection.models import SCOPES
+    def _run(self, config, context: RunContext) -> TaskResult:
+        from tasks.detection.mmengine_runner import fit, load_state
 
         import_openmmlab()
-        device_ = pick_device(device)
         scale = detection_data.parse_image_scale(config.options["image_scale"])
         with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
             work_dir = Path(tmp)
             data = detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None, scale,
                                         config.train_subset, config.eval_subset, work_dir)
-            pretrained, pretraining = self._pretrained(config, data, work_dir, reporter)
+            pretrained, pretraining = self._pretrained(config, data, work_dir, context)
             seed_everything(config.seed)
             detector = self._detector(config, data)
             load_state(detector, pretrained)
             estimator = estimators.build(config.estimator, **config.estimator_hparams)
-            record = estimators.binarize_model(detector, estimator, config.scope, weight_scale=config.weight_scale,
-                                               scopes=SCOPES).to_dict()
+            record = self.binarize(detector, estimator, config)
             record["pretraining"] = pretraining
             cost = self._cost(detector, data)
-            reporter.info(scope=record, n_params=cost.n_params, n_binary_params=cost.n_binary_params,
-                          binary_ops=cost.binary_ops, float_ops=cost.float_ops)
-            reset_peak_memory(device_)
-            scores, timer = fit(detector, data, config, work_dir / "run", reporter,
-                                f"{config.estimator} {config.dataset}")
-        return TaskResult(
-            metrics=scores, primary_metric=self.metric_specs(config.dataset)[0].name, scope=record,
-            n_params=cost.n_params, n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops,
-            float_ops=cost.float_ops, train_step_ms=timer.mean_ms, peak_memory_mb=peak_memory_mb(device_),
-        )
+            cost_fields = dict(n_params=cost.n_params, n_binary_params=cost.n_binary_params,
+                               binary_ops=cost.binary_ops, float_ops=cost.float_ops)
+            context.reporter.info(scope=record, **cost_fields)
+            result = fit(detector, data, config, work_dir / "run", context, f"{config.estimator} {config.dataset}")
+        return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
+                          peak_memory_mb=result.peak_memory_mb, **cost_fields)

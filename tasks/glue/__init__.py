@@ -1,5 +1,5 @@
 """GLUE task family (registers the task ``glue``); needs the ``nlp`` extra (transformers)."""
-from bench.task_api import TASKS
+from bench.plugins import TASKS
 from tasks.glue.task import GlueTask
 
 TASKS.register("glue")(GlueTask())

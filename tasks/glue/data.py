@@ -52,7 +52,7 @@ from typing import Optional, Sequence, Union
 
 from bench.errors import DataMissingError, UserError
 from estimators.registry import Registry
-from bench.task_api import default_cache_dir
+from bench.api import default_cache_dir
 
 Column = Union[str, int]
 

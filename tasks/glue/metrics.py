@@ -1,4 +1,5 @@
-"""GLUE metrics, computed by the suite (the `evaluate` library fetches its scripts from the hub).
+"""GLUE metrics, registered in the harness's metric registry and computed by the suite (the
+`evaluate` library fetches its scripts from the hub). Each is ``compute(predictions, golds)``.
 
 All return percentages (x 100), as GLUE tables print them.
 
@@ -12,10 +13,12 @@ All return percentages (x 100), as GLUE tables print them.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
+
+from bench.metrics import register_metric
 
 
 def accuracy(pred: Sequence, gold: Sequence) -> float:
@@ -51,6 +54,8 @@ def spearman(pred: Sequence, gold: Sequence) -> float:
     return pearson(rankdata(pred), rankdata(gold))
 
 
-METRICS: dict[str, Callable[[Sequence, Sequence], float]] = {
-    "accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman,
-}
+register_metric("accuracy", True, "accuracy (%)", accuracy)
+register_metric("f1", True, "F1 of the positive class (%)", f1)
+register_metric("mcc", True, "Matthews correlation (x 100)", mcc)
+register_metric("pearson", True, "Pearson correlation (x 100)", pearson)
+register_metric("spearman", True, "Spearman rank correlation (x 100)", spearman)

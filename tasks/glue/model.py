@@ -89,16 +89,40 @@ def _register_binary_attention() -> None:
     AttentionInterface.register(BINARY_ATTENTION, binary_attention_forward)
 
 
-def load_model(path: str, num_labels: int, regression: bool, num_hidden_layers: Optional[int] = None,
-               attention: str = "softmax"):
-    """(model, tokenizer) from a local folder or, where the machine is online, a hub name."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+def _local(path: str) -> bool:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the expected "classifier newly initialised" notes are noise here
     local = Path(path).is_dir()
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return local
+
+
+def _unloadable(path: str, exc: OSError) -> DataMissingError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataMissingError(f"cannot load the BERT checkpoint {path!r} ({first}); pass a local folder "
+                            "with --set model_path=DIR")
+
+
+def load_tokenizer(path: str):
+    """The checkpoint's tokenizer, from a local folder or, where the machine is online, a hub name."""
+    from transformers import AutoTokenizer
+
+    local = _local(path)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=local)
+    except OSError as exc:
+        raise _unloadable(path, exc) from None
+
+
+def load_model(path: str, num_labels: int, regression: bool, num_hidden_layers: Optional[int] = None,
+               attention: str = "softmax") -> nn.Module:
+    """The sequence classifier of a checkpoint, from a local folder or, where the machine is online,
+    a hub name (its head newly initialised from torch's global random state)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    local = _local(path)
     overrides = {"num_labels": num_labels, "problem_type": "regression" if regression else None}
     if num_hidden_layers:
         overrides["num_hidden_layers"] = num_hidden_layers
@@ -109,13 +133,9 @@ def load_model(path: str, num_labels: int, regression: bool, num_hidden_layers: 
             config._attn_implementation = BINARY_ATTENTION
         else:
             config._attn_implementation = "eager"
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=local)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=local)
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataMissingError(f"cannot load the BERT checkpoint {path!r} ({first}); pass a local folder "
-                               "with --set model_path=DIR") from None
-    return model, tokenizer
+        raise _unloadable(path, exc) from None
 
 
 def binarize_bert(model: nn.Module, estimator, scope: str, weight_scale: str = "channel"):

@@ -3,7 +3,7 @@
 The Runner owns the loop (so mmengine's distributed launcher, samplers and evaluators
 work the OpenMMLab way); surge-bench supplies the model (already binarized), the
 optimizer and schedule from a RunConfig (the run's, or the pre-training stage's), and
-two hooks (progress p, reporting).
+the engine's hooks through :class:`tasks.detection.hooks.EngineHooks`.
 """
 from __future__ import annotations
 
@@ -14,15 +14,11 @@ from typing import Optional
 import torch
 
 from bench import distributed
-from bench.task_api import Reporter
-from bench.training import StepTimer
+from bench.api import RunContext
+from bench.engine import FitResult
 from tasks.detection.data import DetectionData
-from tasks.detection.hooks import BenchCheckpointHook, BenchReportHook, EstimatorProgressHook
-
-METRIC_NAMES = {
-    "coco": {"bbox_mAP": "coco/bbox_mAP", "bbox_mAP_50": "coco/bbox_mAP_50", "bbox_mAP_75": "coco/bbox_mAP_75"},
-    "voc": {"mAP50": "pascal_voc/mAP"},
-}
+from tasks.detection.hooks import EngineHooks
+from tasks.detection.metrics import MMDET_KEYS
 _OPTIMIZER_TYPES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
@@ -52,14 +48,14 @@ def param_schedulers(config, iters_per_epoch: int) -> list[dict]:
     return schedulers or [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=total)]
 
 
-def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, reporter: Reporter,
-        label: str) -> tuple[dict[str, float], StepTimer]:
+def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, context: RunContext,
+        label: str) -> FitResult:
     """Train ``detector`` with the RunConfig's schedule; evaluate after the last epoch (and every
     ``val_every`` epochs).
 
-    The reporter's checkpoint (the harness's file, loaded weights-only) is saved after every
-    epoch and resumed from by :class:`BenchCheckpointHook`; mmengine's own CheckpointHook is
-    off, since its files hold objects that only an unrestricted unpickler loads.
+    The context's checkpoint (the harness's file, loaded weights-only) is saved after every
+    epoch and resumed from by the engine's hooks; mmengine's own CheckpointHook is off, since
+    its files hold objects that only an unrestricted unpickler loads.
     """
     from mmdet.registry import DATASETS
     from mmengine.runner import Runner
@@ -67,10 +63,9 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
     train_set = DATASETS.build(data.train)
     per_process = max(config.batch_size // distributed.world_size(), 1)  # the config's batch is global
     iters_per_epoch = max(math.ceil(len(train_set) / (per_process * distributed.world_size())), 1)
-    workers, val_every = int(config.options["workers"]), int(config.options["val_every"])
+    workers, val_every = int(config.options["num_workers"]), int(config.options["val_every"])
     loader = dict(num_workers=workers, persistent_workers=workers > 0)
-    timer = StepTimer(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    report = BenchReportHook(reporter, timer, label, config.batch_size, METRIC_NAMES[data.metric_style])
+    hooks = EngineHooks(context, label, config.batch_size, MMDET_KEYS[data.metric_style])
     runner = Runner(
         model=detector,
         work_dir=str(work_dir),
@@ -84,7 +79,7 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
         optim_wrapper=optim_wrapper(config),
         param_scheduler=param_schedulers(config, iters_per_epoch),
         default_hooks=dict(checkpoint=None, logger=dict(type="LoggerHook", interval=10**6)),
-        custom_hooks=[EstimatorProgressHook(), report, BenchCheckpointHook(reporter, report)],
+        custom_hooks=[hooks],
         randomness=dict(seed=config.seed),
         # under `bench run --gpus N` (torchrun) mmengine wraps the model and shards the data itself
         launcher="pytorch" if distributed.world_size() > 1 else "none",
@@ -92,7 +87,7 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
         log_level="WARNING",
     )
     runner.train()
-    return report.last_metrics, timer
+    return FitResult(hooks.last_metrics, hooks.timing.timer.mean_ms, hooks.timing.peak_memory_mb)
 
 
 def load_state(detector: torch.nn.Module, path: Optional[Path]) -> None:

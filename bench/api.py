@@ -1,0 +1,186 @@
+"""The task-family contract: what a family declares and the functions it fills in.
+
+A family is a folder ``tasks/<name>/`` whose ``__init__.py`` registers one :class:`Task`
+(``TASKS.register(name)(MyTask())``, discovery is :mod:`bench.plugins`). Declared as data:
+datasets, models, presets, options (a typed dataclass, :mod:`bench.options`) and metrics
+(names from :data:`bench.metrics.METRICS`). Code: four functions for the engine
+(:mod:`bench.engine`) to call::
+
+    load_data(config)              -> an object with ``.train`` (a DataLoader) and what evaluate needs
+    build_model(config, data)      -> the full-precision nn.Module (the engine binarizes it)
+    train_step(model, batch, data) -> StepOutput(loss, batch_size)   (batch already on the device)
+    evaluate(model, data, device)  -> {metric name: value}
+
+plus :meth:`Task.check` (is the data there?). A family whose loop belongs to another
+framework (detection: mmengine's Runner) overrides :meth:`Task.run` instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from bench.checkpoint import Checkpointer
+from bench.metrics import METRICS, Metric
+from bench.options import NoOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """A metric a family reports: the name it is stored under and the registered metric it is
+    (``accuracy_matched`` is ``accuracy`` on MNLI's matched dev split)."""
+
+    key: str
+    metric: str = ""
+    note: str = ""
+
+    @property
+    def definition(self) -> Metric:
+        return METRICS.get(self.metric or self.key)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.definition.higher_is_better
+
+    @property
+    def description(self) -> str:
+        return self.definition.description + (f" ({self.note})" if self.note else "")
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """What a finished run hands back to the runner."""
+
+    metrics: dict[str, float]
+    scope: Optional[dict] = None
+    n_params: Optional[int] = None
+    n_binary_params: Optional[int] = None
+    binary_ops: Optional[float] = None
+    float_ops: Optional[float] = None
+    train_step_ms: Optional[float] = None
+    peak_memory_mb: Optional[float] = None
+
+
+class Reporter:
+    """Where a run's facts go while it runs (the runner writes them to the database)."""
+
+    def __init__(self, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+                 on_info: Callable[[dict[str, Any]], None] | None = None,
+                 on_resume: Callable[[int], None] | None = None) -> None:
+        self._on_epoch, self._on_info, self._on_resume = on_epoch, on_info, on_resume
+
+    def epoch_end(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Curve points of a finished epoch."""
+        if self._on_epoch:
+            self._on_epoch(epoch, step, values)
+
+    def info(self, **fields: Any) -> None:
+        """Facts known before training ends (scope, parameter counts, OPs)."""
+        if self._on_info:
+            self._on_info(fields)
+
+    def resumed(self, epoch: int) -> None:
+        """Training went back to the end of ``epoch``: curve points after it are void."""
+        if self._on_resume:
+            self._on_resume(epoch)
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a run gets besides its config: the device, the reporter, the checkpoint
+    (resume from it, save to it; disabled without a folder) and whether to show progress."""
+
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    reporter: Reporter = dataclasses.field(default_factory=Reporter)
+    checkpoint: Checkpointer = dataclasses.field(default_factory=lambda: Checkpointer(None))
+    quiet: bool = False
+
+    def private(self) -> "RunContext":
+        """The same device and verbosity without reporting or checkpoints (a teacher's training)."""
+        return RunContext(device=self.device, quiet=self.quiet)
+
+
+class Task:
+    """Base of task families: set the class attributes, fill in the four functions."""
+
+    name: str = ""
+    version: str = "1"
+    description: str = ""
+    datasets: tuple[str, ...] = ()
+    default_dataset: str = ""
+    models: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ("quick", "paper")
+    #: binarization scopes (names of :data:`estimators.SCOPES`, or of ``scope_registry``)
+    scopes: tuple[str, ...] = ()
+    #: the family's own scopes registry (None: the estimator library's)
+    scope_registry = None
+    #: names that stand for several datasets on the command line (GLUE's "all")
+    dataset_groups: dict[str, tuple[str, ...]] = {}
+    #: the report adds an average column over this family's datasets (the GLUE score)
+    report_average: bool = False
+    #: the family's options (``--set key=value``): a dataclass, see bench.options
+    Options: type = NoOptions
+    #: gradient clipping of the engine's optimizer step (None: none)
+    max_grad_norm: Optional[float] = None
+    #: what the progress bar counts per second
+    throughput_unit: str = "ex"
+
+    # -- declarations -----------------------------------------------------------------
+    def metric_specs(self, dataset: str) -> list[MetricSpec]:
+        """The metrics of a dataset, the primary one first."""
+        raise NotImplementedError
+
+    def default_model(self, dataset: str) -> str:
+        return self.models[0]
+
+    def preset_values(self, preset: str, dataset: str, model: str) -> dict[str, Any]:
+        """RunConfig field values (and ``options``) of a preset for this dataset."""
+        raise NotImplementedError
+
+    def check(self, config) -> None:
+        """Raise UserError/DataMissingError before anything is written (data present, ...)."""
+
+    # -- the four functions the engine calls ----------------------------------------------
+    def load_data(self, config) -> Any:
+        raise NotImplementedError
+
+    def build_model(self, config, data) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def train_step(self, model: torch.nn.Module, batch: Any, data: Any):
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- optional ------------------------------------------------------------------------
+    def prepare(self, config, data, model: torch.nn.Module, context: RunContext) -> None:
+        """Work between building the model and binarizing it (GLUE trains its teacher here)."""
+
+    def binarize(self, model: torch.nn.Module, estimator, config) -> dict:
+        """Replace the layers of ``config.scope`` by binarized ones; the record for the database."""
+        import estimators
+
+        kwargs = {"scopes": self.scope_registry} if self.scope_registry is not None else {}
+        return estimators.binarize_model(model, estimator, scope=config.scope, weight_scale=config.weight_scale,
+                                         **kwargs).to_dict()
+
+    def example_inputs(self, config, data) -> tuple[tuple, dict]:
+        """One example's model inputs (args, kwargs), for counting parameters and OPs."""
+        raise NotImplementedError
+
+    def run(self, config, context: RunContext) -> TaskResult:
+        """Train and evaluate one run config (the engine; raises bench.errors.Diverged on a NaN)."""
+        from bench.engine import run_task
+
+        return run_task(self, config, context)
+
+
+def default_cache_dir() -> Path:
+    """Where families keep what they build once (offline sets, teachers, detectors):
+    $BENCH_CACHE, else ~/.cache/surge-bench."""
+    env = os.environ.get("BENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "surge-bench"

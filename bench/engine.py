@@ -1,0 +1,300 @@
+"""The training engine: one loop for every task family, everything cross-cutting as hooks.
+
+A family supplies its data, its model, a train step and an evaluation
+(:class:`bench.api.Task`); :func:`run_task` does the rest, the same way for every family:
+
+    seed -> family.load_data -> family.build_model -> family.prepare (a teacher, ...)
+    -> estimator + family.binarize -> parameters and OPs -> fit -> TaskResult
+
+:func:`fit` owns the epoch loop; the hooks own what every loop needs:
+
+    EstimatorProgress  p = step / (total_steps - 1) before each step (:func:`training_progress`,
+                       the one formula; detection's mmengine hook uses it too)
+    Divergence         a non-finite training loss or evaluation score raises Diverged
+    Timing             the mean wall time of a step (warm-up skipped) and the peak memory
+    ProgressBar        tqdm on stderr with the loss and the throughput
+    Curves             per epoch: train means, ``val_*`` scores, the epoch's starting lr and
+                       SURGE's mean lambda, to the reporter (the results database)
+    Checkpointing      restore before training (resume), save after every epoch
+
+Detection keeps mmengine's Runner; ``tasks/detection/hooks.py`` drives the same hook
+objects from mmengine's hook points, so the two loops share every rule above.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+
+import estimators
+from bench import distributed
+from bench.api import RunContext, TaskResult
+from bench.training import (
+    StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb, progress_bar, reset_peak_memory,
+    seed_everything,
+)
+from estimators.accounting import count_cost
+
+
+@dataclasses.dataclass
+class StepOutput:
+    """What a family's train step returns: the loss to minimise, the number of examples, and
+    per-batch sums that the epoch averages over its examples (``{"train_top1": 100 * correct}``)."""
+
+    loss: torch.Tensor
+    batch_size: int
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """The loop's state, as every hook sees it."""
+
+    model: torch.nn.Module          # the trained model (DDP-wrapped in a multi-process run)
+    optimizer: Any
+    scheduler: Any
+    epochs: int
+    total_steps: int
+    label: str = ""
+    generator: Optional[torch.Generator] = None  # the train loader's: its state is checkpointed
+    epoch: int = 0                  # the current epoch, 1-based
+    first_epoch: int = 1
+    step: int = 0                   # optimizer steps done
+    steps_per_epoch: int = 0
+    loss: float = math.nan          # the last step's training loss
+    seen: int = 0                   # examples of this epoch so far
+    epoch_started: float = 0.0
+    lr: float = math.nan            # the learning rate the epoch started with
+    train_values: dict[str, float] = dataclasses.field(default_factory=dict)
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)  # the last evaluation
+    evaluated: bool = False         # whether this epoch ended with an evaluation (detection: val_every)
+
+
+def training_progress(step: int, total_steps: int) -> float:
+    """The estimators' training progress p in [0, 1] before optimizer step ``step`` (0-based)
+    of ``total_steps``: 0 at the first step, 1 at the last, for every family."""
+    return min(step / max(total_steps - 1, 1), 1.0)
+
+
+class Hook:
+    """A point-in-the-loop callback; every method is optional."""
+
+    def before_train(self, state: TrainState) -> None: ...
+    def before_epoch(self, state: TrainState) -> None: ...
+    def before_step(self, state: TrainState) -> None: ...
+    def after_step(self, state: TrainState) -> None: ...
+    def after_epoch(self, state: TrainState) -> None: ...
+    def after_train(self, state: TrainState) -> None: ...
+
+
+class EstimatorProgress(Hook):
+    def before_step(self, state: TrainState) -> None:
+        estimators.set_progress(state.model, training_progress(state.step, state.total_steps))
+
+
+class Divergence(Hook):
+    def after_step(self, state: TrainState) -> None:
+        check_finite(state.loss, "training loss", state.step)
+
+    def after_epoch(self, state: TrainState) -> None:
+        for name, value in (state.scores if state.evaluated else {}).items():
+            check_finite(value, f"evaluation {name}", state.step)
+
+
+class Timing(Hook):
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.timer = StepTimer(device)
+
+    def before_train(self, state: TrainState) -> None:
+        reset_peak_memory(self.device)
+
+    def before_step(self, state: TrainState) -> None:
+        self.timer.start()
+
+    def after_step(self, state: TrainState) -> None:
+        self.timer.stop()
+
+    @property
+    def peak_memory_mb(self) -> float:
+        return peak_memory_mb(self.device)
+
+
+class ProgressBar(Hook):
+    """One bar per epoch, with the running loss and examples (or images) per second."""
+
+    def __init__(self, quiet: bool, unit: str = "ex") -> None:
+        self.quiet, self.unit, self._bar = quiet, unit, None
+
+    def before_epoch(self, state: TrainState) -> None:
+        self._bar = progress_bar(state.steps_per_epoch, f"{state.label} epoch {state.epoch}/{state.epochs}",
+                                 self.quiet)
+
+    def after_step(self, state: TrainState) -> None:
+        self._bar.update(1)
+        rate = state.seen / max(time.perf_counter() - state.epoch_started, 1e-9)
+        self._bar.set_postfix({"loss": f"{state.loss:.3f}", f"{self.unit}_s": f"{rate:.0f}"})
+
+    def after_epoch(self, state: TrainState) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    after_train = after_epoch
+
+
+def epoch_values(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
+    """An epoch's curve points: train means, validation scores (``val_``), the lr the epoch
+    started with, and SURGE's mean lambda where the model has auxiliary branches."""
+    values = {**state.train_values, **{f"val_{k}": v for k, v in (state.scores if state.evaluated else {}).items()}}
+    if math.isfinite(state.lr):
+        values["lr"] = state.lr
+    lambda_mean = estimators.mean_auxiliary_lambda(model)
+    if lambda_mean is not None:
+        values["surge_lambda_mean"] = lambda_mean
+    return values
+
+
+class Curves(Hook):
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+
+    def before_epoch(self, state: TrainState) -> None:
+        state.lr = float(state.optimizer.param_groups[0]["lr"])
+
+    def after_epoch(self, state: TrainState) -> None:
+        self.context.reporter.epoch_end(state.epoch, state.step, epoch_values(state.model, state))
+
+
+class Checkpointing(Hook):
+    """Resume from the run's checkpoint before training; save one after every epoch."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+
+    def before_train(self, state: TrainState) -> None:
+        saved = self.context.checkpoint.restore(model=state.model, optimizer=state.optimizer,
+                                                scheduler=state.scheduler, generator=state.generator)
+        if saved is not None:
+            self.context.reporter.resumed(saved["epoch"])
+            state.first_epoch, state.step = saved["epoch"] + 1, saved["step"]
+            state.scores = saved["extra"].get("scores", {})
+
+    def after_epoch(self, state: TrainState) -> None:
+        self.context.checkpoint.save(epoch=state.epoch, step=state.step, model=state.model,
+                                     optimizer=state.optimizer, scheduler=state.scheduler,
+                                     generator=state.generator, extra={"scores": state.scores})
+
+
+def standard_hooks(context: RunContext, unit: str = "ex") -> list[Hook]:
+    """The hooks of every training run, in the order they are called."""
+    return [EstimatorProgress(), Timing(context.device), Divergence(), ProgressBar(context.quiet, unit),
+            Curves(context), Checkpointing(context)]
+
+
+def _call(hooks: Iterable[Hook], point: str, state: TrainState) -> None:
+    for hook in hooks:
+        getattr(hook, point)(state)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensors in lists, tuples and dicts) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
+                   max_grad_norm: Optional[float] = None) -> float:
+    """Backward, optional gradient clipping, optimizer and LR-schedule step; the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+@dataclasses.dataclass
+class FitResult:
+    scores: dict[str, float]
+    train_step_ms: Optional[float]
+    peak_memory_mb: float
+
+
+def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torch.nn.Module, Any], StepOutput],
+        evaluate: Callable[[torch.nn.Module], dict[str, float]], context: RunContext, label: str,
+        epochs: Optional[int] = None, max_grad_norm: Optional[float] = None, unit: str = "ex") -> FitResult:
+    """Train ``model`` for ``epochs`` (default ``config.epochs``) with the config's optimizer and
+    schedule, evaluating after every epoch; returns the last evaluation's scores and the costs.
+
+    ``evaluate`` sees the unwrapped model on every rank (the full evaluation set each).
+    """
+    epochs = config.epochs if epochs is None else epochs
+    plain_model, model = model, distributed.wrap(model, context.device)
+    optimizer = build_optimizer(config, model.parameters())
+    total_steps = epochs * len(train_loader)
+    scheduler = build_scheduler(config, optimizer, total_steps,
+                                warmup_steps=math.ceil(config.warmup_epochs * len(train_loader)))
+    hooks = standard_hooks(context, unit)
+    timing = next(h for h in hooks if isinstance(h, Timing))
+    state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs, total_steps=total_steps,
+                       label=label, generator=getattr(train_loader, "generator", None),
+                       steps_per_epoch=len(train_loader))
+    _call(hooks, "before_train", state)
+    for epoch in range(state.first_epoch, epochs + 1):
+        state.epoch = epoch
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        _call(hooks, "before_epoch", state)
+        model.train()
+        loss_sum, state.seen, sums = 0.0, 0, {}
+        state.epoch_started = time.perf_counter()
+        for batch in train_loader:
+            batch = to_device(batch, context.device)
+            _call(hooks, "before_step", state)
+            out = train_step(model, batch)
+            state.loss = optimizer_step(out.loss, optimizer, scheduler, max_grad_norm)
+            state.step += 1
+            state.seen += out.batch_size
+            loss_sum += state.loss * out.batch_size
+            for name, value in out.sums.items():
+                sums[name] = sums.get(name, 0.0) + value
+            _call(hooks, "after_step", state)
+        seen = max(state.seen, 1)
+        state.train_values = {"train_loss": loss_sum / seen, **{name: total / seen for name, total in sums.items()}}
+        state.scores, state.evaluated = evaluate(plain_model), True
+        _call(hooks, "after_epoch", state)
+    _call(hooks, "after_train", state)
+    return FitResult(state.scores, timing.timer.mean_ms, timing.peak_memory_mb)
+
+
+def run_task(task, config, context: RunContext) -> TaskResult:
+    """One run of a family that supplies load_data / build_model / train_step / evaluate."""
+    seed_everything(config.seed)
+    data = task.load_data(config)
+    model = task.build_model(config, data)
+    task.prepare(config, data, model, context)
+    estimator = estimators.build(config.estimator, **config.estimator_hparams)
+    record = task.binarize(model, estimator, config)
+    model.to(context.device)
+    args, kwargs = task.example_inputs(config, data)
+    cost = count_cost(model, *to_device(args, context.device), **to_device(kwargs, context.device))
+    cost_fields = dict(n_params=cost.n_params, n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops,
+                       float_ops=cost.float_ops)
+    context.reporter.info(scope=record, **cost_fields)
+    result = fit(model, config, data.train, lambda m, batch: task.train_step(m, batch, data),
+                 lambda m: task.evaluate(m, data, context.device), context,
+                 f"{config.estimator} {config.dataset}", max_grad_norm=task.max_grad_norm,
+                 unit=task.throughput_unit)
+    return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
+                      peak_memory_mb=result.peak_memory_mb, **cost_fields)
