@@ -136,3 +136,6 @@ def build_config(
     )
     check_values(config, task_obj)
     return config
+
+
+from bench import identity  # noqa: E402,F401 - registers the database's identity-rule upgrade

@@ -107,6 +107,10 @@ class Run(Base):
     peak_memory_mb: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     wall_time_s: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     provenance: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    #: the report's row label: the estimator plus the hyperparameters that differ from its defaults
+    variant: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    #: the report adds an average column over this family's datasets (the GLUE score)
+    report_average: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)
 
     metrics: Mapped[list["Metric"]] = relationship(back_populates="run", cascade="all, delete-orphan")
     curves: Mapped[list["CurvePoint"]] = relationship(back_populates="run", cascade="all, delete-orphan")
@@ -116,6 +120,25 @@ class Run(Base):
         Index("uq_runs_running_config", "config_hash", unique=True,
               sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
     )
+
+
+class Meta(Base):
+    """Facts about the database itself (which row upgrades it has had)."""
+
+    __tablename__ = "bench_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+#: row upgrades, applied once to every existing row of a database (name -> (version, upgrade)),
+#: registered by the harness (bench.identity)
+_ROW_UPGRADES: dict[str, tuple[int, Callable[["Run"], None]]] = {}
+
+
+def register_row_upgrade(name: str, version: int, upgrade: Callable[["Run"], None]) -> None:
+    """``upgrade(run)`` changes one row in place; it runs once per database for ``version``."""
+    _ROW_UPGRADES[name] = (version, upgrade)
 
 
 class Metric(Base):
@@ -211,6 +234,7 @@ def open_engine(url: Optional[str] = None) -> tuple[Engine, bool]:
                 connection.execute(select(Run.id).limit(1))
         else:
             _create_schema(engine)
+            _upgrade_rows(engine)
     except ModuleNotFoundError as exc:
         raise DatabaseError(
             f"database driver {exc.name!r} missing for {parsed.drivername!r}: pip install -e '.[postgres]'"
@@ -227,27 +251,82 @@ def _reason(exc: BaseException) -> str:
 
 
 def _schema_complete(engine: Engine) -> bool:
-    """Every table and index there already (a read: the usual case takes no lock)."""
+    """Every table, column and index there already (a read: the usual case takes no lock)."""
     inspector = sqlalchemy_inspect(engine)
     if not set(Base.metadata.tables) <= set(inspector.get_table_names()):
+        return False
+    if not set(Run.__table__.columns.keys()) <= {c["name"] for c in inspector.get_columns("runs")}:
         return False
     return {ix.name for ix in Run.__table__.indexes} <= {ix["name"] for ix in inspector.get_indexes("runs")}
 
 
+def _add_missing_columns(connection) -> None:
+    """Columns added to ``runs`` after a database was created (nullable: old rows read None)."""
+    existing = {c["name"] for c in sqlalchemy_inspect(connection).get_columns("runs")}
+    for column in Run.__table__.columns:
+        if column.name not in existing:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(f'ALTER TABLE runs ADD COLUMN "{column.name}" {kind}')
+
+
+def _lock_schema(connection) -> None:
+    """Take the database's schema lock for this transaction (one holder at a time)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) for the writer lock
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+
+
 def _create_schema(engine: Engine) -> None:
-    """Create missing tables and indexes while holding the database's schema lock, so any
-    number of first openers agree: one creates, the others find it created."""
+    """Create missing tables, columns and indexes while holding the database's schema lock,
+    so any number of first openers agree: one creates, the others find it created."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
             if _schema_complete(engine):
                 return
             with engine.connect() as connection:
-                if engine.dialect.name == "sqlite":
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) for the writer lock
-                elif engine.dialect.name == "postgresql":
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                _lock_schema(connection)
                 Base.metadata.create_all(connection)
+                _add_missing_columns(connection)
                 _create_missing_indexes(connection)
+                connection.commit()
+            return
+        except DBAPIError as exc:
+            if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+
+
+def _upgrades_due(connection) -> dict[str, tuple[int, Callable[[Run], None]]]:
+    done = dict(connection.execute(select(Meta.key, Meta.value)).all())
+    return {name: entry for name, entry in _ROW_UPGRADES.items() if int(done.get(name, 0)) < entry[0]}
+
+
+def _upgrade_rows(engine: Engine) -> None:
+    """Apply the registered row upgrades this database has not had, under the schema lock
+    (one process upgrades, the others find it done). A running row whose upgraded config hash
+    another running row already holds keeps its old hash (the one-running-row rule stands)."""
+    with engine.connect() as connection:
+        if not _upgrades_due(connection):
+            return
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            with engine.connect() as connection:
+                _lock_schema(connection)
+                due = _upgrades_due(connection)
+                with Session(bind=connection, autoflush=False) as s:
+                    runs = list(s.scalars(select(Run).order_by(Run.id)))
+                    for version, upgrade in due.values():
+                        for run in runs:
+                            before = run.config_hash
+                            upgrade(run)
+                            if run.status == "running" and run.config_hash != before and any(
+                                    other is not run and other.status == "running"
+                                    and other.config_hash == run.config_hash for other in runs):
+                                run.config_hash = before
+                    for name, (version, _) in due.items():
+                        s.merge(Meta(key=name, value=str(version)))
+                    s.flush()
                 connection.commit()
             return
         except DBAPIError as exc:
@@ -587,19 +666,19 @@ class ResultsDB:
         )
 
     def _finished_frame(self, child, child_columns: list, names: list[str]):
-        """Finished runs joined with a child table; run keys + ``names`` + estimator_hparams."""
+        """Finished runs joined with a child table; run keys, report labels, ``names``, estimator_hparams."""
         import pandas as pd
 
         with self.session() as s:
             rows = s.execute(
                 select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.preset,
-                       Run.seed, *child_columns, Run.config)
+                       Run.seed, Run.variant, Run.report_average, *child_columns, Run.config)
                 .join(child, child.run_id == Run.id)
                 .where(Run.status == "finished")
             ).all()
         rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
-        columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed",
-                   *names, "estimator_hparams"]
+        columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed", "variant",
+                   "report_average", *names, "estimator_hparams"]
         frame = pd.DataFrame(rows, columns=columns)
         if frame.empty:
             return frame

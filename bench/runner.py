@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-from bench import distributed, provenance
+from bench import distributed, identity, provenance
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer, CorruptCheckpoint
 from bench.config import RunConfig
 from bench.plugins import get_task
@@ -123,10 +123,11 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
         return _skipped(db, done.id)
     checkpoint = Checkpointer(Path(checkpoint_dir) / config_hash if checkpoint_dir else None)
     interrupted = None if force else db.latest_run(config_hash, "interrupted")
+    legacy = _rule1_checkpoint(checkpoint, checkpoint_dir, interrupted)
     device_name = str(pick_device(device))
     if distributed.world_size() > 1:
         device_name += f" x {distributed.world_size()} processes"
-    resuming = interrupted is not None and checkpoint.exists()
+    resuming = interrupted is not None and (checkpoint.exists() or legacy is not None)
     try:
         if resuming:
             run_id, earlier = interrupted.id, interrupted.provenance or {}
@@ -136,7 +137,7 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
             run_id = db.start_run(
                 config_hash=config_hash, config=config.to_dict(), task=config.task, task_version=task.version,
                 dataset=config.dataset, model=config.model, estimator=config.estimator, preset=config.preset,
-                seed=config.seed, provenance=provenance.collect(device_name),
+                seed=config.seed, provenance=provenance.collect(device_name), **identity.labels(config),
             )
     except RunClaimed as exc:
         live = exc.live
@@ -146,6 +147,8 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
                         f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
     try:
         done = None if force or resuming else db.finished_run(config_hash)
+        if resuming and legacy is not None and not checkpoint.folder.exists():  # ours now: under its new name
+            legacy.rename(checkpoint.folder)
         if done is not None:  # it finished between the check and the claim: give the new row back
             db.discard_run(run_id)
     except BaseException:  # the row was claimed a moment ago: give it back rather than leave it running
@@ -155,6 +158,16 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
             db.discard_run(run_id)
         raise
     return _skipped(db, done.id) if done is not None else (run_id, checkpoint, resuming)
+
+
+def _rule1_checkpoint(checkpoint: Checkpointer, checkpoint_dir: Optional[str], interrupted) -> Optional[Path]:
+    """The checkpoint folder of an interrupted row written before identity rule 2, named by its
+    old hash (bench.identity), where the current name has none; the row's holder moves it."""
+    old = ((interrupted.provenance or {}) if interrupted is not None else {}).get("config_hash_rule1")
+    if checkpoint.folder is None or checkpoint.exists() or not old or not checkpoint_dir:
+        return None
+    folder = Path(checkpoint_dir) / old
+    return folder if (folder / "last.pt").is_file() else None
 
 
 def _skipped(db: ResultsDB, run_id: int) -> RunOutcome:

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from bench.db import ResultsDB
+from bench.identity import variant_label
 from bench.report import (
-    variant_label,
     build_tables, latex_escape, plot_learning_curves, render_latex_table, render_markdown_table, write_report,
 )
 
@@ -25,7 +25,7 @@ def add_run(db, estimator, seed, top1, *, task="classification", dataset="cifar1
         config_hash=config_hash or f"{task}-{dataset}-{model}-{estimator}-{preset}-{seed}-{hparams}",
         config={"estimator": estimator, "seed": seed, "estimator_hparams": hparams or {}}, task=task,
         task_version="1", dataset=dataset,
-        model=model, estimator=estimator, preset=preset, seed=seed,
+        model=model, estimator=estimator, preset=preset, seed=seed, variant=variant_label(estimator, hparams or {}),
     )
     for epoch, value in enumerate(curve or [], start=1):
         db.add_curve_points(run_id, epoch, epoch * 10, {f"val_{primary_name}": value, "train_loss": 1.0 / epoch})
@@ -286,3 +286,37 @@ def test_results_tex_compiles(db, tmp_path):
                           cwd=out, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (out / "results.pdf").stat().st_size > 0
+
+
+def test_the_primary_metric_is_the_stored_one_of_the_latest_run_not_a_vote(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/p.sqlite")
+    for seed in range(3):  # three older runs flagged loss (lower is better) as their primary metric
+        add_run(db, "ste", seed, 0.9, primary_name="loss", primary_hib=False)
+    add_run(db, "surge", 0, 91.0)  # the latest run flags top1
+    results = _table(build_tables(db), "classification", "results")
+    assert [(m.metric, m.higher_is_better) for m in results.metrics] == [("top1", True)]
+    assert any("older runs stored loss as their primary metric" in note for note in results.notes)
+
+
+def test_the_average_column_is_where_the_runs_asked_for_it(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/a.sqlite")
+    for dataset, value in (("rte", 60.0), ("mrpc", 80.0)):
+        run_id = add_run(db, "surge", 0, value, task="glue", dataset=dataset, model="bert")
+        with db.session() as s:  # what the runner stores for a family with report_average
+            from bench.db import Run
+
+            s.get(Run, run_id).report_average = True
+            s.commit()
+    results = _table(build_tables(db), "glue", "results")
+    assert results.columns[-1] == "average / bert" and results.cell("surge", "average / bert").mean == 70.0
+
+
+def test_the_report_reads_only_the_database():
+    import ast
+    from pathlib import Path
+
+    for path in (Path(__file__).parent.parent / "bench" / "report").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in imported if m.split(".")[0] in ("estimators", "tasks") or m == "bench.plugins"}, path

@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import estimators
 from bench import distributed
@@ -56,6 +56,9 @@ class DetectionOptions:
     backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
     num_workers: int = option(2, Range(0, integer=True), local=True, help="DataLoader worker processes")
     cache_dir: str = option("", local=True, help="where the offline set and pre-trained detectors are kept")
+
+    #: options renamed since rows were written (the database upgrade applies it)
+    renamed: ClassVar[dict[str, str]] = {"workers": "num_workers"}
 
 
 class DetectionTask(Task):

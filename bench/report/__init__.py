@@ -1,0 +1,50 @@
+"""Result tables and learning-curve figures, built from the results database only.
+
+Everything here reads :meth:`ResultsDB.metrics_frame` and :meth:`ResultsDB.curves_frame`
+(finished runs only; a forced rerun of a config hash replaces its predecessor), never
+log files, the estimator library or the task registry: each column's primary metric and
+its direction are the ones the runs stored, row names are the stored variants
+(``surge (eta=0.2)``), and the average column appears where the runs' family asked for it.
+
+Modules: ``tables`` (the table model and building it), ``statistics`` (what a cell says),
+``render`` (markdown, LaTeX), ``figures`` (learning curves), ``document`` (the files).
+
+Tables
+    :func:`build_tables` makes two :class:`ReportTable` objects per (task, preset):
+
+    * results: rows = estimators, columns = "dataset / model"; each column shows the
+      PRIMARY metric of that (task, dataset, model). A cell is
+      ``mean ± std (n=N)`` over seeds, std the sample standard deviation (ddof=1).
+      With a single seed the std is undefined and is *omitted*: ``91.23 (n=1)``.
+      The best mean of each column is bold (maximum, or minimum for a
+      lower-is-better metric); ties at the displayed precision are all bold.
+    * deltas: for each column, Δ vs ``clipped_ste`` and Δ vs ``fp32``:
+      ``mean(estimator) - mean(reference)``, signed (``+0.42`` / ``-1.10``), raw
+      (not flipped for lower-is-better metrics). ``–`` when either side is missing.
+
+    Rows: ``fp32`` first, ``clipped_ste`` second (the references), then the other
+    estimators alphabetically. A missing cell is ``–`` in markdown, ``--`` in LaTeX.
+    Values print with 2 decimals, or 4 in a column whose values all lie in (-1, 1).
+
+    One table object, two renderers: :func:`render_markdown_table` (GitHub markdown)
+    and :func:`render_latex_table` (booktabs, ``table`` environment, caption, label).
+
+Figures
+    :func:`plot_learning_curves`: one PNG per (task, dataset, model, preset) with, per
+    estimator, the mean over seeds of the validation curve of the primary metric
+    (``val_<primary>``, else the alphabetically first ``val_*`` curve) against the
+    epoch, shaded ± std where more than one seed has that epoch.
+
+:func:`write_report` writes ``results.md``, ``results.tex`` (a complete document),
+``tables/<task>_<preset>.tex`` (+ ``_deltas.tex``) for ``\\input`` into a paper, and
+``figures/curves_<task>_<dataset>_<model>_<preset>.png``.
+"""
+from bench.report.document import FORMATS, write_report
+from bench.report.figures import plot_learning_curves
+from bench.report.render import latex_escape, render_latex_table, render_markdown_table
+from bench.report.tables import Cell, ColumnMetric, ReportTable, build_tables, order_estimators
+
+__all__ = [
+    "FORMATS", "write_report", "plot_learning_curves", "latex_escape", "render_latex_table",
+    "render_markdown_table", "Cell", "ColumnMetric", "ReportTable", "build_tables", "order_estimators",
+]

@@ -1,0 +1,116 @@
+"""Run identity: machine-local values are out of the config hash, and a database written by the
+previous rule (tests/data/identity_rule1.sqlite, written by commit 36a2a7c; see
+tests/data/make_identity_rule1.py) keeps working: its rows are rehashed once when it is opened,
+so finished runs are found and an interrupted one resumes from its old-named checkpoint."""
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bench.checkpoint import Checkpointer
+from bench.cli import main
+from bench.config import build_config
+from bench.db import ResultsDB
+
+FIXTURE = Path(__file__).parent / "data" / "identity_rule1.sqlite"
+DIGITS = ["--task", "classification", "--dataset", "digits", "--epochs", "2", "--quiet",
+          "--set", "train_subset=96", "--set", "eval_subset=48", "--set", "batch_size=32"]
+DIGITS_SETS = ["train_subset=96", "eval_subset=48", "batch_size=32"]
+
+
+def _digits(estimator: str, *sets: str):
+    return build_config(task="classification", estimator=estimator, dataset="digits", epochs=2,
+                        sets=[*DIGITS_SETS, *sets])
+
+
+def test_machine_local_values_are_out_of_the_hash_and_the_rest_is_in():
+    base = _digits("ste")
+    assert _digits("ste", "num_workers=3").hash() == base.hash()
+    assert build_config(task="classification", estimator="ste", dataset="digits", epochs=2, sets=DIGITS_SETS,
+                        data_root="/elsewhere").hash() == base.hash()
+    assert _digits("ste", "augment=false").hash() != base.hash()
+    glue = build_config(task="glue", estimator="ste")
+    assert build_config(task="glue", estimator="ste", sets=["cache_dir=/tmp/x"]).hash() == glue.hash()
+    assert build_config(task="glue", estimator="ste", sets=["max_seq_length=32"]).hash() != glue.hash()
+    detection = build_config(task="detection", estimator="ste")
+    assert build_config(task="detection", estimator="ste", sets=["num_workers=0"]).hash() == detection.hash()
+
+
+@pytest.fixture
+def rule1_db(tmp_path):
+    path = tmp_path / "results.sqlite"
+    shutil.copy(FIXTURE, path)
+    with sqlite3.connect(path) as connection:
+        old = dict(connection.execute("SELECT id, config_hash FROM runs").fetchall())
+    return f"sqlite:///{path}", old
+
+
+def test_a_rule1_database_is_rehashed_once_and_its_finished_runs_are_found(rule1_db, capsys):
+    url, old = rule1_db
+    db = ResultsDB(url)
+    runs = {run.id: db.get_run(run.id) for run in db.list_runs()}
+    assert [(r.task, r.estimator, r.status) for r in runs.values()] == [
+        ("classification", "ste", "finished"), ("classification", "surge", "interrupted"),
+        ("detection", "clipped_ste", "finished")]
+    for run in runs.values():
+        assert run.provenance["config_hash_rule1"] == old[run.id] != run.config_hash
+    # the ste run used one loader worker; the same experiment with none is the same run
+    assert runs[1].config_hash == _digits("ste").hash() == _digits("ste", "num_workers=1").hash()
+    # detection's renamed option takes its new name, and the worker count leaves the identity
+    assert runs[3].config["options"]["num_workers"] == 3 and "workers" not in runs[3].config["options"]
+    assert runs[3].config_hash == build_config(task="detection", estimator="clipped_ste").hash()
+    assert (runs[1].variant, runs[1].report_average, runs[3].variant) == ("ste", False, "clipped_ste")
+
+    assert main(["run", *DIGITS, "--estimator", "ste", "--db", url]) == 0
+    assert "skipped" in capsys.readouterr().out  # found as finished: not run again
+    assert len(ResultsDB(url).list_runs()) == 3
+    again = ResultsDB(url)  # a second opening changes nothing
+    assert {r.id: r.config_hash for r in again.list_runs()} == {i: r.config_hash for i, r in runs.items()}
+
+
+def test_a_rule1_interrupted_run_resumes_from_its_old_named_checkpoint(rule1_db, tmp_path, monkeypatch):
+    url, old = rule1_db
+    checkpoints = tmp_path / "checkpoints"
+    # the checkpoint the interrupted run left (the file format is unchanged): the same config,
+    # stopped after epoch 1, then put where rule 1 named it
+    original = Checkpointer.save
+
+    def save_then_ctrl_c(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpointer, "save", save_then_ctrl_c)
+        assert main(["run", *DIGITS, "--estimator", "surge", "--db", f"sqlite:///{tmp_path}/scratch.sqlite",
+                     "--checkpoint-dir", str(tmp_path / "scratch")]) == 130
+    new_hash = _digits("surge").hash()
+    (checkpoints / old[2]).parent.mkdir(parents=True)
+    shutil.move(tmp_path / "scratch" / new_hash, checkpoints / old[2])
+
+    assert main(["run", *DIGITS, "--estimator", "surge", "--db", url, "--checkpoint-dir", str(checkpoints)]) == 0
+    run = ResultsDB(url).get_run(2)
+    assert run.status == "finished" and run.provenance["resumed"] == 1 and run.config_hash == new_hash
+    assert sorted(c.epoch for c in run.curves if c.name == "train_loss") == [1, 2]
+    assert not (checkpoints / old[2]).exists()
+
+
+def test_older_schemas_get_the_new_columns_on_either_backend(backend_url):
+    db = ResultsDB(backend_url)
+    config = _digits("ste", "num_workers=2")
+    run_id = db.start_run(config_hash="rule-one-hash", config=config.to_dict(), task="classification",
+                          task_version="1", dataset="digits", model=config.model, estimator="ste", preset="quick",
+                          seed=0, provenance={})
+    db.finish_run(run_id, "finished", metrics=[dict(name="top1", value=1.0, higher_is_better=True, primary=True)])
+    db.engine.dispose()
+    engine = create_engine(backend_url)
+    with engine.begin() as connection:  # back to the layout of a rule-1 database
+        connection.execute(text("ALTER TABLE runs DROP COLUMN variant"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN report_average"))
+        connection.execute(text("DROP TABLE bench_meta"))
+    engine.dispose()
+    reopened = ResultsDB(backend_url)
+    run = reopened.get_run(run_id)
+    assert run.config_hash == config.hash() and run.provenance["config_hash_rule1"] == "rule-one-hash"
+    assert run.variant == "ste" and run.report_average is False
