@@ -5,7 +5,7 @@
 #   ./run_all.sh --preset paper    the papers' recipes (GPU machines; days)
 #
 # Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b",
-#          --workers N (runs at once, default 1), --executor local|slurm (with --slurm key=value ...).
+#          --jobs N (runs at once, default 1), --executor local|slurm (with --slurm key=value ...).
 # The quick preset runs detection (minutes a run on a CPU) with seed 0 only unless --seeds is given.
 # Finished runs are skipped, so rerunning resumes where a previous call stopped.
 set -euo pipefail
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
         --db) db_args=(--db "$2"); shift 2 ;;
         --data-root) data_args=(--data-root "$2"); shift 2 ;;
         --estimators) only_estimators=$2; shift 2 ;;
-        --workers|--executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
+        --jobs|--executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
         -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac

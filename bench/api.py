@@ -28,6 +28,13 @@ from bench.metrics import METRICS, Metric
 from bench.options import NoOptions
 
 
+#: the RunConfig values of a family without its own presets (``Task.recipes`` overrides them)
+GENERIC_RECIPE: dict[str, Any] = dict(
+    scope="standard", weight_scale="channel", epochs=1, batch_size=32, optimizer="adam", lr=1e-3, momentum=0.9,
+    weight_decay=0.0, schedule="constant", warmup_epochs=0.0, train_subset=None, eval_subset=None,
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
     """A metric a family reports: the name it is stored under and the registered metric it is
@@ -113,9 +120,8 @@ class Task:
     default_dataset: str = ""
     models: tuple[str, ...] = ()
     presets: tuple[str, ...] = ("quick", "paper")
-    #: binarization scopes (names of :data:`estimators.SCOPES`, or of ``scope_registry``)
-    scopes: tuple[str, ...] = ()
-    #: the family's own scopes registry (None: the estimator library's)
+    #: the family's binarization scopes, a Registry of rules like :data:`estimators.SCOPES`
+    #: (None: the estimator library's ``all`` / ``first_last`` / ``standard``)
     scope_registry = None
     #: names that stand for several datasets on the command line (GLUE's "all")
     dataset_groups: dict[str, tuple[str, ...]] = {}
@@ -136,12 +142,21 @@ class Task:
     def default_model(self, dataset: str) -> str:
         return self.models[0]
 
+    #: per preset, the RunConfig values that differ from :data:`GENERIC_RECIPE`
+    recipes: dict[str, dict[str, Any]] = {}
+
     def preset_values(self, preset: str, dataset: str, model: str) -> dict[str, Any]:
         """RunConfig field values (and ``options``) of a preset for this dataset."""
-        raise NotImplementedError
+        return {**GENERIC_RECIPE, **self.recipes.get(preset, {})}
 
     def check(self, config) -> None:
         """Raise UserError/DataMissingError before anything is written (data present, ...)."""
+
+    def scope_rules(self):
+        """The registry the ``scope`` field is looked up in."""
+        import estimators
+
+        return self.scope_registry if self.scope_registry is not None else estimators.SCOPES
 
     # -- the four functions the engine calls ----------------------------------------------
     def load_data(self, config) -> Any:
@@ -164,13 +179,16 @@ class Task:
         """Replace the layers of ``config.scope`` by binarized ones; the record for the database."""
         import estimators
 
-        kwargs = {"scopes": self.scope_registry} if self.scope_registry is not None else {}
         return estimators.binarize_model(model, estimator, scope=config.scope, weight_scale=config.weight_scale,
-                                         **kwargs).to_dict()
+                                         scopes=self.scope_rules()).to_dict()
 
     def example_inputs(self, config, data) -> tuple[tuple, dict]:
-        """One example's model inputs (args, kwargs), for counting parameters and OPs."""
-        raise NotImplementedError
+        """One example's model inputs (args, kwargs), for counting parameters and OPs: by default
+        the first training batch's first input (a tuple batch) or its non-label fields (a dict)."""
+        batch = next(iter(data.train))
+        if isinstance(batch, dict):
+            return (), {k: v[:1] for k, v in batch.items() if k != "labels"}
+        return (batch[0][:1],), {}
 
     def run(self, config, context: RunContext) -> TaskResult:
         """Train and evaluate one run config (the engine; raises bench.errors.Diverged on a NaN)."""

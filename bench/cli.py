@@ -5,7 +5,7 @@
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
               [--checkpoint-dir DIR|none] [--gpus N]
     bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
-                [--executor local|slurm|submitit-local] [--workers N] [--slurm key=value ...] [--db URL]
+                [--executor local|slurm|submitit-local] [--jobs N] [--slurm key=value ...] [--db URL]
     bench report [--format md|latex|all] [--out reports/] [--db URL]
     bench runs [--status S] [--task T] [--db URL]
     bench show RUN_ID [--db URL]
@@ -59,7 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = [[n, ", ".join(getattr(TASKS.get(n), what))] for n in TASKS.names()]
         _print_table(rows, ["task", what])
     else:
-        rows = [[n, ", ".join(TASKS.get(n).scopes or estimators.SCOPES.names())] for n in TASKS.names()]
+        rows = [[n, ", ".join(TASKS.get(n).scope_rules().names())] for n in TASKS.names()]
         _print_table(rows, ["task", "scopes"])
     return 0
 
@@ -191,7 +191,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             bar.write(f"{result.status}: {sweep.label(result.config)}: {result.detail}", file=sys.stderr)
 
     if args.executor == "local":
-        sweep.run_local(pending, db_url, args.workers, checkpoint_dir, log_dir, on_done)
+        sweep.run_local(pending, db_url, args.jobs, checkpoint_dir, log_dir, on_done)
     else:
         sweep.run_submitit(pending, db_url, checkpoint_dir, args.executor, slurm_options, log_dir / "submitit",
                            wait=args.executor == "submitit-local" or args.wait, on_done=on_done)
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--db", help=db_help)
     p.add_argument("--executor", default="local", help="local (default), slurm or submitit-local")
-    p.add_argument("--workers", type=int, default=1, help="local executor: runs at once (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="local executor: runs at once (default 1)")
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="sbatch option for the slurm executor, e.g. partition=gpu time=720 gpus_per_node=1")
     p.add_argument("--wait", action="store_true", help="slurm executor: wait for the jobs and report outcomes")

@@ -180,16 +180,49 @@ def _sqlite_file(url: str) -> Optional[Path]:
     return Path(name).expanduser().resolve()
 
 
-def _sqlite_read_only_engine(file: Path) -> Engine:
-    """The database opened read-only; ``immutable`` where SQLite cannot create the WAL's
-    shared-memory file next to it (a read-only folder: nobody can be writing it there)."""
-    import sqlite3
+def _sqlite_read_only_uri(file: Path) -> str:
+    """``immutable`` where SQLite cannot create the WAL's shared-memory file next to the file
+    (a read-only folder: nobody can be writing it there)."""
     from urllib.parse import quote
 
     query = "mode=ro" + ("&immutable=1" if not os.access(file.parent, os.W_OK)
                          and not Path(f"{file}-shm").exists() else "")
-    uri = f"file:{quote(str(file))}?{query}"
+    return f"file:{quote(str(file))}?{query}"
+
+
+def _sqlite_read_only_engine(file: Path) -> Engine:
+    """The database opened read-only."""
+    import sqlite3
+
+    uri = _sqlite_read_only_uri(file)
     return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+
+
+def _upgraded_copy(file: Path) -> Engine:
+    """A read-only database written by an older surge-bench, copied into memory and brought to
+    the current schema and rows there (the file is not touched): listing and reports work."""
+    import sqlite3
+
+    from sqlalchemy.pool import StaticPool
+
+    source = sqlite3.connect(_sqlite_read_only_uri(file), uri=True)
+    memory = sqlite3.connect(":memory:", check_same_thread=False)
+    try:
+        source.backup(memory)
+    finally:
+        source.close()
+    engine = create_engine("sqlite://", creator=lambda: memory, poolclass=StaticPool)
+    _create_schema(engine)
+    _upgrade_rows(engine)
+    return engine
+
+
+def _current(engine: Engine) -> bool:
+    """The schema and every registered row upgrade are there already."""
+    if not _schema_complete(engine):
+        return False
+    with engine.connect() as connection:
+        return not _upgrades_due(connection)
 
 
 def _configure_sqlite(engine: Engine, read_only: bool) -> None:
@@ -232,6 +265,9 @@ def open_engine(url: Optional[str] = None) -> tuple[Engine, bool]:
         if read_only:
             with engine.connect() as connection:  # a file that is not a results database fails here
                 connection.execute(select(Run.id).limit(1))
+            if not _current(engine):
+                engine.dispose()
+                engine = _upgraded_copy(file)
         else:
             _create_schema(engine)
             _upgrade_rows(engine)

@@ -211,6 +211,17 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def train_loader(dataset, config, **loader_options) -> torch.utils.data.DataLoader:
+    """The training DataLoader of every family: the config's global batch split over the
+    processes (each its shard, DistributedSampler) or one shuffled process, shuffled by a
+    generator seeded with the run's seed (its state is checkpointed, so a resumed epoch
+    draws the same batches)."""
+    sampler = distributed.sampler(dataset, shuffle=True, seed=config.seed)  # None in a single process
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=max(config.batch_size // distributed.world_size(), 1), shuffle=sampler is None,
+        sampler=sampler, generator=torch.Generator().manual_seed(config.seed), **loader_options)
+
+
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
                    max_grad_norm: Optional[float] = None) -> float:
     """Backward, optional gradient clipping, optimizer and LR-schedule step; the loss value."""

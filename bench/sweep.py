@@ -19,7 +19,7 @@ Executors (each run is isolated: one crash never stops the others; a run that ra
 recorded as failed with its reason, and a worker that died without closing its row (kill -9,
 out of memory) leaves it interrupted, so the next sweep resumes it from its checkpoint):
 
-    local           N worker processes on this machine (``--workers``, default 1); each run
+    local           N runs at once on this machine (``--jobs``, default 1); each run
                     is its own ``python -m bench.worker`` process
     slurm           one Slurm job per run, as a job array, through submitit (``--slurm
                     key=value`` passes sbatch options: partition, time, gpus_per_node, ...)
@@ -203,9 +203,9 @@ def _close_orphan(db: ResultsDB, config: RunConfig, pid: int, reason: str) -> bo
     return db.close_orphan(orphan.id, f"{reason}; rerun the sweep to resume", orphan.heartbeat_at)
 
 
-def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_dir: Optional[str],
+def run_local(configs: list[RunConfig], db_url: str, jobs: int, checkpoint_dir: Optional[str],
               log_dir: Path, on_done) -> list[SweepResult]:
-    """Each config in its own ``python -m bench.worker`` process, ``workers`` at a time.
+    """Each config in its own ``python -m bench.worker`` process, ``jobs`` at a time.
 
     Ctrl-C (or SIGTERM) stops the sweep: no new worker starts, the running ones get SIGTERM
     (each closes its row as interrupted), and RunInterrupted says so.
@@ -251,7 +251,7 @@ def run_local(configs: list[RunConfig], db_url: str, workers: int, checkpoint_di
             on_done(result)
         return result
 
-    pool = ThreadPoolExecutor(max_workers=max(workers, 1))
+    pool = ThreadPoolExecutor(max_workers=max(jobs, 1))
     futures = [pool.submit(one, config) for config in configs]
     try:
         return [future.result() for future in futures]

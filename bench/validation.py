@@ -102,7 +102,7 @@ def check_values(config, task) -> None:
     for name, rule in FIELD_RULES.items():
         rule.check(name, getattr(config, name))
     OneOf(_weight_scales()).check("weight_scale", config.weight_scale)
-    OneOf(tuple(task.scopes or estimators.SCOPES.names())).check(f"scope for task {task.name}", config.scope)
+    OneOf(tuple(task.scope_rules().names())).check(f"scope for task {task.name}", config.scope)
     if config.data_root is not None and not isinstance(config.data_root, str):
         raise UserError(f"data_root must be a folder path (a string), got {config.data_root!r}")
     from bench import options as typed

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--db", default="sqlite:///results/eta_sweep.sqlite")
-    parser.add_argument("--workers", type=int, default=2, help="parallel runs (each with --threads threads)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each with --threads threads)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args()
@@ -60,7 +60,7 @@ def main() -> None:
     started = time.time()
     results: dict[str, list[float]] = {label: [] for label, _, _ in settings}
     problems = []
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for label, seed, status, top1 in pool.imap_unordered(_run_cell, jobs):
             print(f"  {label} seed {seed}: {status} {'' if top1 is None else f'top1={top1:.2f}'}", flush=True)
             if top1 is None:

@@ -262,7 +262,7 @@ def test_cifar_pickle_reader_runs_no_code_from_the_file(tmp_path):
 
 
 def test_fashion_mnist_idx_gz_files_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     gen = write_fmnist(tmp_path / "FashionMNIST" / "raw")
     spec = DATASETS.get("fashion_mnist")
     assert locate(spec, str(tmp_path)) == tmp_path / "FashionMNIST" / "raw"
@@ -278,14 +278,14 @@ def test_fashion_mnist_idx_gz_files_load(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_accepts_extracted_files_in_the_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     gen = write_fmnist(tmp_path / "plain", gz=False)
     test = load_split("fashion_mnist", "test", str(tmp_path / "plain"), None, False)
     assert test.targets == gen["test"][1].tolist() and test.raw(0)[0, 3, 4] == 222
 
 
 def test_fashion_mnist_wrong_magic_or_size_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     folder = tmp_path / "FashionMNIST" / "raw"
     write_fmnist(folder)
     labels = folder / "t10k-labels-idx1-ubyte.gz"
@@ -322,7 +322,7 @@ def test_debian_fashion_mnist_is_the_complete_data_set(tmp_path):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "imagenet", "fashion_mnist"])
 def test_missing_data_is_one_line_naming_the_folder_and_the_fix(name, tmp_path, monkeypatch):
     missing_debian = tmp_path / "no-debian"
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", missing_debian)
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", missing_debian)
     empty = tmp_path / "empty"
     empty.mkdir()
     spec = DATASETS.get(name)

@@ -15,7 +15,8 @@ from estimators.base import binary_sign
 
 pytest.importorskip("mmdet")
 
-from tasks.detection import data as detection_data, synthetic  # noqa: E402
+from tasks.detection import data as detection_data  # noqa: E402
+from tasks.detection.data import fmnist_det as synthetic  # noqa: E402
 from tasks.detection.task import import_openmmlab  # noqa: E402
 
 SMALL = synthetic.SceneSpec(image_size=96, n_train=6, n_val=5, max_objects=3)
@@ -205,7 +206,7 @@ def test_binarized_convs_see_exactly_plus_minus_one_weights_and_inputs(cache_dir
 
     detector, record = _detector(model="retinanet_r18_fpn", scope="all", estimator=estimator)
     folder = detection_data.offline_folder(str(cache_dir))
-    data = detection_data._coco(folder, "train", "val", synthetic.FASHION_CLASSES,
+    data = detection_data.coco_data(folder, "train", "val", synthetic.FASHION_CLASSES,
                                 detection_data.pipelines((96, 96)), 2, None, cache_dir)
     dataset = DATASETS.build(data.train)
     seen = {}

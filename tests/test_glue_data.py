@@ -13,7 +13,7 @@ import pytest
 
 from bench.errors import DataMissingError, UserError
 from tasks.glue import data as glue
-from tasks.glue.data import (GLUE_TASKS, Example, GlueFormatError, load_glue_split,
+from tasks.glue.data import (GLUE_DATASETS, Example, GlueFormatError, load_glue_split,
                              prepare_vader_sst2, read_glue_tsv)
 
 TAB = "\t"
@@ -184,27 +184,27 @@ def _no_hub(monkeypatch):
 
 
 def test_registry_holds_the_nine_tasks_and_vader_sst2():
-    assert GLUE_TASKS.names() == sorted(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte",
+    assert GLUE_DATASETS.names() == sorted(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte",
                                          "wnli", "vader_sst2"])
-    spec = GLUE_TASKS.get("mnli")
+    spec = GLUE_DATASETS.get("mnli")
     assert spec.label_names == ("entailment", "neutral", "contradiction")
     assert spec.dev_splits == ("dev_matched", "dev_mismatched") and spec.num_labels == 3
     for name in ("rte", "qnli"):
-        assert GLUE_TASKS.get(name).label_names == ("entailment", "not_entailment")
+        assert GLUE_DATASETS.get(name).label_names == ("entailment", "not_entailment")
     for name in ("cola", "sst2", "mrpc", "qqp", "wnli", "vader_sst2"):
-        assert GLUE_TASKS.get(name).label_names == ("0", "1")
-    stsb = GLUE_TASKS.get("stsb")
+        assert GLUE_DATASETS.get(name).label_names == ("0", "1")
+    stsb = GLUE_DATASETS.get("stsb")
     assert stsb.is_regression and stsb.num_labels == 1 and stsb.label_names == ()
-    metrics = {n: GLUE_TASKS.get(n).metrics for n in GLUE_TASKS.names()}
+    metrics = {n: GLUE_DATASETS.get(n).metrics for n in GLUE_DATASETS.names()}
     assert metrics == {"cola": ("mcc",), "sst2": ("accuracy",), "mrpc": ("f1", "accuracy"),
                        "stsb": ("pearson", "spearman"), "qqp": ("f1", "accuracy"), "mnli": ("accuracy",),
                        "qnli": ("accuracy",), "rte": ("accuracy",), "wnli": ("accuracy",),
                        "vader_sst2": ("accuracy",)}
-    assert [n for n in GLUE_TASKS.names() if not GLUE_TASKS.get(n).has_header] == ["cola"]
-    assert {GLUE_TASKS.get(n).folder for n in GLUE_TASKS.names()} >= {
+    assert [n for n in GLUE_DATASETS.names() if not GLUE_DATASETS.get(n).has_header] == ["cola"]
+    assert {GLUE_DATASETS.get(n).folder for n in GLUE_DATASETS.names()} >= {
         "CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"}
     with pytest.raises(UserError, match="valid choices: cola"):
-        glue.get_task("mnli-mm")
+        glue.get_dataset("mnli-mm")
 
 
 # --------------------------------------------------------------------------- real layouts
@@ -213,7 +213,7 @@ def test_registry_holds_the_nine_tasks_and_vader_sst2():
 @pytest.mark.parametrize("task", sorted(LAYOUTS))
 def test_each_task_reads_its_real_layout_from_glue_data(tmp_path, task):
     folder, splits = LAYOUTS[task]
-    spec = GLUE_TASKS.get(task)
+    spec = GLUE_DATASETS.get(task)
     assert spec.folder == folder and set(splits) == set(spec.splits)
     for split, (lines, _) in splits.items():
         _write(tmp_path / "glue_data" / folder / f"{split}.tsv", lines)
@@ -272,7 +272,7 @@ def _rte(lines):
     ("wnli", [], 1, "the file is empty"),
 ])
 def test_malformed_files_raise_one_line_naming_file_and_line(tmp_path, task, lines, line_no, needle):
-    path = _write(tmp_path / "glue_data" / GLUE_TASKS.get(task).folder / "dev.tsv", lines)
+    path = _write(tmp_path / "glue_data" / GLUE_DATASETS.get(task).folder / "dev.tsv", lines)
     with pytest.raises(GlueFormatError) as info:
         read_glue_tsv(task, path)
     message = _one_line(str(info.value))
@@ -341,10 +341,10 @@ def test_hub_rows_are_mapped_to_examples_with_the_same_label_order(tmp_path, mon
     assert calls == [("glue", "mnli", "validation_mismatched")]
 
 
-def test_an_unknown_split_or_task_is_a_user_error(tmp_path):
+def test_an_unknown_split_or_dataset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="valid choices: train, dev_matched, dev_mismatched"):
         load_glue_split("mnli", "dev", tmp_path)
-    with pytest.raises(UserError, match="unknown GLUE task 'sst-2'"):
+    with pytest.raises(UserError, match="unknown GLUE dataset 'sst-2'"):
         load_glue_split("sst-2", "dev", tmp_path)
 
 
@@ -395,7 +395,7 @@ def _read_split(folder: Path, split: str):
 def no_pip(monkeypatch):
     def refuse(dest):
         raise AssertionError("pip must not run when the sdist is in the cache dir")
-    monkeypatch.setattr(glue, "_pip_download_command", refuse)
+    monkeypatch.setattr(glue.vader_sst2, "_pip_download_command", refuse)
 
 
 def test_vader_sst2_from_a_cached_sdist_labels_by_score_sign_and_drops_zero(tmp_path, no_pip):
@@ -434,26 +434,26 @@ def test_vader_sst2_reuses_its_cache_and_rebuilds_a_partial_one(tmp_path, monkey
     _fake_sdist(cache / "vaderSentiment-3.3.2.tar.gz")
     folder = prepare_vader_sst2(cache)
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    real_reader = glue._read_movie_snippets
+    real_reader = glue.vader_sst2._read_movie_snippets
 
     def no_extract(sdist):
         raise AssertionError("the cached files must be reused")
 
-    monkeypatch.setattr(glue, "_read_movie_snippets", no_extract)
+    monkeypatch.setattr(glue.vader_sst2, "_read_movie_snippets", no_extract)
     assert prepare_vader_sst2(cache) == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
     # An interrupted build (train.tsv never written) is rebuilt.
     dev = (folder / "dev.tsv").read_bytes()
     (folder / "train.tsv").unlink()
     calls = []
-    monkeypatch.setattr(glue, "_read_movie_snippets", lambda sdist: calls.append(sdist) or real_reader(sdist))
+    monkeypatch.setattr(glue.vader_sst2, "_read_movie_snippets", lambda sdist: calls.append(sdist) or real_reader(sdist))
     prepare_vader_sst2(cache)
     assert calls == [cache / "vaderSentiment-3.3.2.tar.gz"]
     assert (folder / "train.tsv").is_file() and (folder / "dev.tsv").read_bytes() == dev
 
 
 def test_vader_sst2_downloads_the_sdist_with_pip_into_the_cache(tmp_path, monkeypatch):
-    real = glue._pip_download_command("/d")
+    real = glue.vader_sst2._pip_download_command("/d")
     assert real == [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                     "vadersentiment==3.3.2", "-d", "/d"]
     source = _fake_sdist(tmp_path / "pypi" / "vaderSentiment-3.3.2.tar.gz")
@@ -464,7 +464,7 @@ def test_vader_sst2_downloads_the_sdist_with_pip_into_the_cache(tmp_path, monkey
         return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
                 str(source), dest]
 
-    monkeypatch.setattr(glue, "_pip_download_command", fake_pip)
+    monkeypatch.setattr(glue.vader_sst2, "_pip_download_command", fake_pip)
     cache = tmp_path / "cache"
     folder = prepare_vader_sst2(cache)
     assert len(commands) == 1 and (cache / "vaderSentiment-3.3.2.tar.gz").is_file()
@@ -476,7 +476,7 @@ def test_vader_sst2_downloads_the_sdist_with_pip_into_the_cache(tmp_path, monkey
 def test_a_failed_pip_download_is_one_line_with_the_fix(tmp_path, monkeypatch):
     script = ("import sys; sys.stderr.write('Looking in indexes\\nERROR: Could not find a version that "
               "satisfies the requirement vadersentiment==3.3.2\\n'); sys.exit(1)")
-    monkeypatch.setattr(glue, "_pip_download_command", lambda dest: [sys.executable, "-c", script])
+    monkeypatch.setattr(glue.vader_sst2, "_pip_download_command", lambda dest: [sys.executable, "-c", script])
     cache = tmp_path / "cache"
     with pytest.raises(DataMissingError) as info:
         prepare_vader_sst2(cache)
@@ -510,7 +510,7 @@ def test_default_cache_dir_follows_bench_cache(monkeypatch, tmp_path):
 def _cached_real_sdist():
     for folder in (os.environ.get("BENCH_CACHE"), Path.home() / ".cache" / "surge-bench"):
         if folder:
-            found = glue._find_sdist(Path(folder).expanduser())
+            found = glue.vader_sst2._find_sdist(Path(folder).expanduser())
             if found is not None:
                 return found
     return None
@@ -520,7 +520,7 @@ def _cached_real_sdist():
                     reason="the real vaderSentiment-3.3.2.tar.gz is not in the cache dir")
 def test_vader_sst2_from_the_real_archive(tmp_path, no_pip):
     shutil.copy(_cached_real_sdist(), tmp_path / "vaderSentiment-3.3.2.tar.gz")
-    rows = glue._read_movie_snippets(tmp_path / "vaderSentiment-3.3.2.tar.gz")
+    rows = glue.vader_sst2._read_movie_snippets(tmp_path / "vaderSentiment-3.3.2.tar.gz")
     assert len(rows) == 10605 and [r[0] for r in rows[:3]] == ["1", "2", "3"]
     assert sum(score == 0 for _, score, _ in rows) == 37
     folder = prepare_vader_sst2(tmp_path)

@@ -7,7 +7,7 @@ import estimators
 from bench.cli import main
 from bench.db import ResultsDB
 from tasks.glue import data
-from tasks.glue.model import binarize_bert, load_model, load_tokenizer, offline_minilm_path
+from tasks.glue.models import SCOPES, load_model, load_tokenizer, offline_minilm_path
 
 pytest.importorskip("transformers")
 
@@ -26,6 +26,10 @@ def sst2_root(tmp_path):
         rows = ["sentence\tlabel"] + [f"{good[i % 3]} {i}\t1" if i % 2 else f"{bad[i % 3]} {i}\t0" for i in range(n)]
         (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     return tmp_path
+
+
+def binarize_bert(model, estimator, scope):
+    return estimators.binarize_model(model, estimator, scope, scopes=SCOPES)
 
 
 def _bert(attention="softmax"):
@@ -102,7 +106,7 @@ def test_embedding_scope_binarizes_the_tables():
 
 
 def test_binary_attention_is_recorded_and_binary():
-    from tasks.glue.model import binary_attention_forward
+    from tasks.glue.models import binary_attention_forward
 
     q, k = torch.randn(1, 2, 5, 4, requires_grad=True), torch.randn(1, 2, 5, 4, requires_grad=True)
     v = torch.randn(1, 2, 5, 4)

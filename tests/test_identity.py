@@ -114,3 +114,29 @@ def test_older_schemas_get_the_new_columns_on_either_backend(backend_url):
     run = reopened.get_run(run_id)
     assert run.config_hash == config.hash() and run.provenance["config_hash_rule1"] == "rule-one-hash"
     assert run.variant == "ste" and run.report_average is False
+
+
+def test_a_read_only_rule1_database_is_listed_and_reported_from_an_upgraded_copy_in_memory(tmp_path):
+    import tempfile
+
+    from test_reliability import _without_write_privilege
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ro-rule1-"))  # not under pytest's 0700 tmp folder
+    try:
+        db_file = folder / "results.sqlite"
+        shutil.copy(FIXTURE, db_file)
+        db_file.chmod(0o444)
+        folder.chmod(0o555)
+        before = db_file.read_bytes()
+        listed = _without_write_privilege(["runs", "--db", f"sqlite:///{db_file}"], folder)
+        assert listed.returncode == 0 and "clipped_ste" in listed.stdout and "interrupted" in listed.stdout, \
+            listed.stderr
+        out = tmp_path / "report"
+        reported = _without_write_privilege(["report", "--format", "md", "--out", str(out), "--db",
+                                             f"sqlite:///{db_file}"], folder)
+        assert reported.returncode == 0, reported.stderr
+        assert "| ste |" in (out / "results.md").read_text()
+        assert db_file.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["results.sqlite"]
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)

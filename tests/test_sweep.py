@@ -49,7 +49,7 @@ def test_grid_file_yaml_and_toml_give_the_same_configs(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_runs_on_two_workers_and_a_second_sweep_executes_nothing(paths, capsys):
-    args = ["--estimator", "clipped_ste", "surge", "--seeds", "0", "1", "--workers", "2"]
+    args = ["--estimator", "clipped_ste", "surge", "--seeds", "0", "1", "--jobs", "2"]
     assert _sweep(paths, *args) == 0
     runs = ResultsDB(paths["db"]).list_runs()
     assert sorted((r.estimator, r.seed, r.status) for r in runs) == [
@@ -72,7 +72,7 @@ def test_one_failing_run_leaves_the_others_finished(paths, capsys):
         (folder / name).write_bytes(b"not a pickle")
     code = main(["sweep", "--task", "classification", "--dataset", "digits", "cifar10", "--quiet",
                  "--db", paths["db"], "--checkpoint-dir", paths["checkpoints"], "--log-dir", paths["logs"], *TINY,
-                 "--estimator", "clipped_ste", "surge", "--data-root", str(paths["root"] / "data"), "--workers", "2"])
+                 "--estimator", "clipped_ste", "surge", "--data-root", str(paths["root"] / "data"), "--jobs", "2"])
     assert code == 1
     runs = {(r.estimator, r.dataset): r for r in ResultsDB(paths["db"]).list_runs()}
     assert len(runs) == 4

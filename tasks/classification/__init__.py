@@ -1,4 +1,4 @@
-"""Image classification task family (registers the task ``classification``)."""
+"""The image classification family (registers ``classification``)."""
 from bench.plugins import TASKS
 from tasks.classification.task import ClassificationTask
 

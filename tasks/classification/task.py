@@ -7,9 +7,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bench import distributed
 from bench.api import MetricSpec, Task
-from bench.engine import StepOutput
+from bench.engine import StepOutput, train_loader
 from bench.metrics import METRICS
 from bench.options import option
 from bench.validation import Range
@@ -62,11 +61,7 @@ class ClassificationTask(Task):
                                     augment=bool(config.options["augment"]))
         test_set = data.load_split(config.dataset, "test", config.data_root, config.eval_subset, augment=False)
         workers = int(config.options["num_workers"])
-        sampler = distributed.sampler(train_set, shuffle=True, seed=config.seed)  # None in a single process
-        train = torch.utils.data.DataLoader(
-            train_set, batch_size=max(config.batch_size // distributed.world_size(), 1), shuffle=sampler is None,
-            sampler=sampler, generator=torch.Generator().manual_seed(config.seed), num_workers=workers,
-            drop_last=False)
+        train = train_loader(train_set, config, num_workers=workers, drop_last=False)
         test = torch.utils.data.DataLoader(test_set, batch_size=max(config.batch_size, 256), num_workers=workers)
         metrics = tuple(spec.key for spec in self.metric_specs(config.dataset))
         return ClassificationData(data.DATASETS.get(config.dataset), train, test, metrics)

@@ -1,4 +1,4 @@
-"""Detection task family (registers the task ``detection``); needs the ``detection`` extra (OpenMMLab).
+"""The detection family (registers ``detection``); needs the ``detection`` extra (OpenMMLab).
 
 mmdet is imported only when a detection run is checked or started, so the core install
 lists and runs the other families without it.

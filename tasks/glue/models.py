@@ -18,18 +18,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-import estimators
-from bench.errors import DataMissingError, UserError
+from bench.errors import DataMissingError
+from estimators.registry import Registry
 
-SCOPES = ("encoder", "encoder+embeddings")
+#: the GLUE scopes: every encoder linear layer, and optionally the embeddings; the pooler and
+#: the classifier always stay full precision (BiBERT, BiT)
+SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("GLUE scope")
 ATTENTIONS = ("softmax", "binary")
 BINARY_ATTENTION = "surge_bench_binary_attention"
-_ALWAYS_FULL_PRECISION = ["*pooler*", "classifier"]
+
+
+def _scope(embeddings: bool) -> Callable[[list[tuple[str, nn.Module]]], dict[str, str]]:
+    def rule(candidates: list[tuple[str, nn.Module]]) -> dict[str, str]:
+        keep = {}
+        for name, _ in candidates:
+            if "pooler" in name or name == "classifier":
+                keep[name] = "pooler / classifier"
+            elif "embeddings" in name and not embeddings:
+                keep[name] = "embeddings outside the scope"
+        return keep
+
+    return rule
+
+
+SCOPES.register("encoder")(_scope(embeddings=False))
+SCOPES.register("encoder+embeddings")(_scope(embeddings=True))
 
 
 def offline_minilm_path() -> str:
@@ -136,15 +154,3 @@ def load_model(path: str, num_labels: int, regression: bool, num_hidden_layers: 
         return AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=local)
     except OSError as exc:
         raise _unloadable(path, exc) from None
-
-
-def binarize_bert(model: nn.Module, estimator, scope: str, weight_scale: str = "channel"):
-    """Binarize the encoder (and optionally the embeddings) in place; returns the record."""
-    if scope not in SCOPES:
-        raise UserError(f"unknown GLUE scope {scope!r}; valid choices: {', '.join(SCOPES)}")
-    exclude = list(_ALWAYS_FULL_PRECISION)
-    if scope == "encoder":
-        exclude.append("*embeddings*")
-    record = estimators.binarize_model(model, estimator, scope="all", exclude=exclude, weight_scale=weight_scale)
-    record.scope = scope
-    return record
