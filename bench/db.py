@@ -313,24 +313,34 @@ def _lock_schema(connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
 
 
-def _create_schema(engine: Engine) -> None:
-    """Create missing tables, columns and indexes while holding the database's schema lock,
-    so any number of first openers agree: one creates, the others find it created."""
+def _under_schema_lock(engine: Engine, done: Callable[[], bool], work: Callable[[Any], None]) -> None:
+    """Unless ``done()``, run ``work(connection)`` in one transaction holding the schema lock,
+    retried on another writer's transient errors: any number of processes may try at once, one
+    does the work and the others find it done."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            if _schema_complete(engine):
+            if done():
                 return
             with engine.connect() as connection:
                 _lock_schema(connection)
-                Base.metadata.create_all(connection)
-                _add_missing_columns(connection)
-                _create_missing_indexes(connection)
+                work(connection)
                 connection.commit()
             return
         except DBAPIError as exc:
             if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
                 raise
             time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create missing tables, columns and indexes under the schema lock."""
+
+    def create(connection) -> None:
+        Base.metadata.create_all(connection)
+        _add_missing_columns(connection)
+        _create_missing_indexes(connection)
+
+    _under_schema_lock(engine, lambda: _schema_complete(engine), create)
 
 
 def _upgrades_due(connection) -> dict[str, tuple[int, Callable[[Run], None]]]:
@@ -339,36 +349,31 @@ def _upgrades_due(connection) -> dict[str, tuple[int, Callable[[Run], None]]]:
 
 
 def _upgrade_rows(engine: Engine) -> None:
-    """Apply the registered row upgrades this database has not had, under the schema lock
-    (one process upgrades, the others find it done). A running row whose upgraded config hash
-    another running row already holds keeps its old hash (the one-running-row rule stands)."""
-    with engine.connect() as connection:
-        if not _upgrades_due(connection):
-            return
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            with engine.connect() as connection:
-                _lock_schema(connection)
-                due = _upgrades_due(connection)
-                with Session(bind=connection, autoflush=False) as s:
-                    runs = list(s.scalars(select(Run).order_by(Run.id)))
-                    for version, upgrade in due.values():
-                        for run in runs:
-                            before = run.config_hash
-                            upgrade(run)
-                            if run.status == "running" and run.config_hash != before and any(
-                                    other is not run and other.status == "running"
-                                    and other.config_hash == run.config_hash for other in runs):
-                                run.config_hash = before
-                    for name, (version, _) in due.items():
-                        s.merge(Meta(key=name, value=str(version)))
-                    s.flush()
-                connection.commit()
-            return
-        except DBAPIError as exc:
-            if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
-                raise
-            time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+    """Apply the registered row upgrades this database has not had, under the schema lock.
+    A running row whose upgraded config hash another running row already holds keeps its old
+    hash (the one-running-row rule stands)."""
+
+    def upgrade_all(connection) -> None:
+        due = _upgrades_due(connection)
+        with Session(bind=connection, autoflush=False) as s:
+            runs = list(s.scalars(select(Run).order_by(Run.id)))
+            for _, upgrade in due.values():
+                for run in runs:
+                    before = run.config_hash
+                    upgrade(run)
+                    if run.status == "running" and run.config_hash != before and any(
+                            other is not run and other.status == "running"
+                            and other.config_hash == run.config_hash for other in runs):
+                        run.config_hash = before
+            for name, (version, _) in due.items():
+                s.merge(Meta(key=name, value=str(version)))
+            s.flush()
+
+    def done() -> bool:
+        with engine.connect() as connection:
+            return not _upgrades_due(connection)
+
+    _under_schema_lock(engine, done, upgrade_all)
 
 
 #: an arbitrary constant naming surge-bench's schema lock among PostgreSQL advisory locks

@@ -9,6 +9,14 @@ class UserError(ValueError):
     """Bad input from the user: the message names the valid choices or the fix."""
 
 
+def lookup(registry, name: str):
+    """``registry.get(name)``, an unknown name as a one-line UserError listing the valid ones."""
+    try:
+        return registry.get(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 class DataMissingError(UserError):
     """A data set is not where it was looked for; the message says how to get it."""
 

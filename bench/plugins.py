@@ -11,7 +11,7 @@ import importlib.metadata
 import pkgutil
 
 from bench.api import Task
-from bench.errors import UserError
+from bench.errors import lookup
 from estimators.registry import Registry
 
 TASKS: Registry[Task] = Registry("task")
@@ -37,7 +37,4 @@ def load_task_plugins() -> None:
 def get_task(name: str) -> Task:
     """The registered family ``name``; a UserError listing the families otherwise."""
     load_task_plugins()
-    try:
-        return TASKS.get(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    return lookup(TASKS, name)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bench.checkpoint import Checkpointer
 from bench.cli import main
 from bench.config import build_config
 from bench.db import ResultsDB
@@ -70,19 +69,14 @@ def test_a_rule1_database_is_rehashed_once_and_its_finished_runs_are_found(rule1
     assert {r.id: r.config_hash for r in again.list_runs()} == {i: r.config_hash for i, r in runs.items()}
 
 
-def test_a_rule1_interrupted_run_resumes_from_its_old_named_checkpoint(rule1_db, tmp_path, monkeypatch):
+def test_a_rule1_interrupted_run_resumes_from_its_old_named_checkpoint(rule1_db, tmp_path):
     url, old = rule1_db
     checkpoints = tmp_path / "checkpoints"
     # the checkpoint the interrupted run left (the file format is unchanged): the same config,
     # stopped after epoch 1, then put where rule 1 named it
-    original = Checkpointer.save
+    from test_reliability import ctrl_c_after_first_checkpoint
 
-    def save_then_ctrl_c(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Checkpointer, "save", save_then_ctrl_c)
+    with ctrl_c_after_first_checkpoint():
         assert main(["run", *DIGITS, "--estimator", "surge", "--db", f"sqlite:///{tmp_path}/scratch.sqlite",
                      "--checkpoint-dir", str(tmp_path / "scratch")]) == 130
     new_hash = _digits("surge").hash()

@@ -5,6 +5,7 @@ and truncated checkpoints, bad values, one-line errors, Ctrl-C/SIGTERM, a killed
 a database deleted mid-run, late sweep validation, read-only databases. Faults that need a
 real process (signals, kill -9, a second process) use real ``bench`` processes.
 """
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -211,16 +212,23 @@ class _Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-def _interrupt_after_first_checkpoint(db_url: str, checkpoints: Path, monkeypatch) -> int:
-    """A real run stopped by Ctrl-C right after its epoch-1 checkpoint (the row is interrupted)."""
+@contextlib.contextmanager
+def ctrl_c_after_first_checkpoint():
+    """Within it, a run is stopped by Ctrl-C right after it saves its first checkpoint."""
     original = Checkpointer.save
 
     def save_then_ctrl_c(self, *args, **kwargs):
         original(self, *args, **kwargs)
         raise KeyboardInterrupt
 
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Checkpointer, "save", save_then_ctrl_c)
+        yield
+
+
+def _interrupt_after_first_checkpoint(db_url: str, checkpoints: Path, monkeypatch) -> int:
+    """A real run stopped by Ctrl-C right after its epoch-1 checkpoint (the row is interrupted)."""
+    with ctrl_c_after_first_checkpoint():
         assert main(["run", *LONGER, "--epochs", "2", "--db", db_url, "--checkpoint-dir", str(checkpoints)]) == 130
     (row,) = ResultsDB(db_url).list_runs()
     assert row.status == "interrupted"

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from bench.errors import DataMissingError, UserError
+from bench.errors import DataMissingError, UserError, lookup
 from tasks.classification.data import cifar, digits, idx, image_folder  # noqa: F401 - each registers its datasets
 from tasks.classification.data.common import (  # noqa: F401 - the package's public names
     DATASETS, SPLITS, DataFormatError, DatasetSpec, InMemoryImages, _where,
@@ -48,10 +48,7 @@ from tasks.classification.data.idx import DEBIAN_FASHION_MNIST, read_idx  # noqa
 
 
 def get_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS.get(name)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    return lookup(DATASETS, name)
 
 
 def _root(data_root: str | os.PathLike | None) -> Optional[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from bench.errors import DataMissingError, UserError
+from bench.errors import DataMissingError, lookup
 from estimators.registry import Registry
 
 Column = Union[str, int]
@@ -125,9 +125,4 @@ class Example:
 
 def get_dataset(dataset: str | GlueDatasetSpec) -> GlueDatasetSpec:
     """The spec of ``dataset``; an unknown name is a UserError listing the valid ones."""
-    if isinstance(dataset, GlueDatasetSpec):
-        return dataset
-    try:
-        return GLUE_DATASETS.get(dataset)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    return dataset if isinstance(dataset, GlueDatasetSpec) else lookup(GLUE_DATASETS, dataset)
