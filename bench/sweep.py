@@ -46,6 +46,7 @@ from bench.config import RunConfig, build_config
 from bench.plugins import get_task
 from bench.db import DatabaseError, ResultsDB
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
+from bench.options import split_pair
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 GRID_KEYS = ("tasks", "datasets", "models", "estimators", "seeds", "preset", "set", "data_root")
@@ -113,10 +114,8 @@ def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str]
     """Merge a grid file with command-line values (the command line wins key by key)."""
     set_values = {str(k): [str(v) for v in _as_list(vs)] for k, vs in (file_values.get("set") or {}).items()}
     for pair in sets:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value1,value2,..., got {pair!r}")
-        set_values[key.strip()] = value.split(",")
+        key, value = split_pair(pair, "--set (key=value1,value2,...)")
+        set_values[key] = value.split(",")
     empty = sorted(key for key, values in set_values.items() if not values)
     if empty:
         raise UserError(f"the grid's set {', '.join(empty)} has no values: give at least one, e.g. {empty[0]}: [0.1]")

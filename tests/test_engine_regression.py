@@ -28,7 +28,7 @@ CASES = {
 def run_case(name: str, folder: Path) -> dict:
     config = build_config(**CASES[name])
     db = ResultsDB(f"sqlite:///{folder}/{name}.sqlite")
-    outcome = execute(config, db, quiet=True, checkpoint_dir=str(folder / "checkpoints"))
+    outcome = execute(config, db, quiet=True, device="cpu", checkpoint_dir=str(folder / "checkpoints"))
     assert outcome.status == "finished", outcome.error
     run = db.get_run(outcome.run_id)
     return {
