@@ -1,6 +1,6 @@
 """The ``bench`` command line.
 
-    bench list [estimators|tasks|presets|datasets|models|scopes]
+    bench list [estimators|tasks|presets|datasets|models|scopes|options]
     bench run --task T --estimator E [--dataset D] [--model M] [--preset quick|paper] [--seed S]
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
               [--checkpoint-dir DIR|none] [--gpus N]
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import estimators
+from bench import options as typed
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
 from bench.config import build_config
 from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
@@ -32,7 +33,7 @@ from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 from bench.plugins import TASKS, get_task, load_task_plugins
 from bench.validation import check_runs, writable_folder
 
-LISTABLE = ("estimators", "tasks", "presets", "datasets", "models", "scopes")
+LISTABLE = ("estimators", "tasks", "presets", "datasets", "models", "scopes", "options")
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -58,6 +59,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif what in ("datasets", "models", "presets"):
         rows = [[n, ", ".join(getattr(TASKS.get(n), what))] for n in TASKS.names()]
         _print_table(rows, ["task", what])
+    elif what == "options":
+        rows = [[n, name, repr(default), "no (local)" if name in typed.local_names(TASKS.get(n).Options) else "yes",
+                 typed.field_help(TASKS.get(n).Options)[name] or ""]
+                for n in TASKS.names() for name, default in typed.defaults(TASKS.get(n).Options).items()]
+        _print_table(rows, ["task", "option", "default", "in the hash", "meaning"])
     else:
         rows = [[n, ", ".join(TASKS.get(n).scope_rules().names())] for n in TASKS.names()]
         _print_table(rows, ["task", "scopes"])

@@ -150,6 +150,9 @@ def test_runs_show_list_and_report_commands(db_url, tmp_path, capsys):
     assert (tmp_path / "rep" / "results.md").read_text().count("fp32") >= 1
     assert main(["list", "estimators"]) == 0
     assert "arXiv:2605.10989" in capsys.readouterr().out
+    assert main(["list", "options"]) == 0
+    rows = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()}
+    assert "no (local)" in rows[("classification", "num_workers")] and "yes" in rows[("glue", "max_seq_length")]
 
 
 def test_console_entry_point_runs():
