@@ -184,7 +184,9 @@ class Task:
 
     def example_inputs(self, config, data) -> tuple[tuple, dict]:
         """One example's model inputs (args, kwargs), for counting parameters and OPs: by default
-        the first training batch's first input (a tuple batch) or its non-label fields (a dict)."""
+        the first training batch's first input (a tuple batch) or its non-label fields (a dict).
+        Drawing that batch advances the train loader's shuffling generator once (before
+        training, the same in every run of a config); override to count on a synthetic input."""
         batch = next(iter(data.train))
         if isinstance(batch, dict):
             return (), {k: v[:1] for k, v in batch.items() if k != "labels"}

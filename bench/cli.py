@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--db", help=db_help)
     p.add_argument("--executor", default="local", help="local (default), slurm or submitit-local")
-    p.add_argument("--jobs", type=int, default=1, help="local executor: runs at once (default 1)")
+    p.add_argument("--jobs", "--workers", dest="jobs", type=int, default=1,
+                   help="local executor: runs at once (default 1; --workers is its former name)")
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="sbatch option for the slurm executor, e.g. partition=gpu time=720 gpus_per_node=1")
     p.add_argument("--wait", action="store_true", help="slurm executor: wait for the jobs and report outcomes")

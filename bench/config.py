@@ -1,10 +1,12 @@
 """RunConfig: the one serialisable description of a run, and how the CLI builds it.
 
 Everything that changes a result is a field of RunConfig; its hash identifies the run, so
-an identical finished run is skipped. Machine-local values are kept out of the hash: the
-``data_root`` field and every family option declared ``local`` (cache folders, worker
-counts; see :mod:`bench.options`), so the same experiment run from another folder or with
-another worker count is the same run.
+an identical finished run is skipped. The hash covers every field and option, and the
+family's version (a family bumps it when its training changes results), but not the
+machine-local values: the ``data_root`` field and the family options declared ``local``
+(cache folders; see :mod:`bench.options`), so the same experiment run from another folder
+is the same run. Worker counts are not local here: loader worker processes draw the
+augmentation's random numbers from their own generators, so they change results.
 
 Precedence when a config is built: the task's preset < explicit flags (--epochs,
 --seed, --dataset, --model) < ``--set key=value`` pairs, each parsed by its field's type.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 import estimators
@@ -58,20 +61,47 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def identity(self) -> dict:
-        """The values that make the run what it is: every field and option but the local ones."""
-        local_options = typed.local_names(get_task(self.task).Options)
+    def identity(self, task_version: Optional[str] = None) -> dict:
+        """The values that make the run what it is: every field and option but the local ones,
+        and the family's version (``task_version``: a stored row's; default the current one)."""
+        family = get_task(self.task)
+        local_options = typed.local_names(family.Options)
         payload = {k: v for k, v in self.to_dict().items() if k not in typed.local_names(RunConfig)}
         payload["options"] = {k: v for k, v in self.options.items() if k not in local_options}
+        payload["task_version"] = family.version if task_version is None else str(task_version)
         return payload
 
-    def hash(self) -> str:
-        canonical = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    def hash(self, task_version: Optional[str] = None) -> str:
+        return _digest(self.identity(task_version))
+
+    def hash_rule1(self) -> str:
+        """The hash surge-bench gave this config before identity rule 2 (up to commit 36a2a7c):
+        every value but ``data_root``, options under their names of then."""
+        renamed = {new: old for old, new in getattr(get_task(self.task).Options, "renamed", {}).items()}
+        payload = {k: v for k, v in self.to_dict().items() if k != "data_root"}
+        payload["options"] = {renamed.get(k, k): v for k, v in self.options.items()}
+        return _digest(payload)
+
+    def cache_folder(self, root) -> Path:
+        """``root/<hash prefix>``: where a family caches what this config trains once (a teacher,
+        a pre-trained detector). A folder made under identity rule 1 is moved to the new name."""
+        folder = Path(root) / self.hash()[:16]
+        legacy = Path(root) / self.hash_rule1()[:16]
+        if not folder.exists() and legacy.is_dir():
+            try:
+                legacy.rename(folder)
+            except OSError:  # another process moved it first
+                pass
+        return folder
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         return cls(**values)
+
+
+def _digest(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 #: RunConfig fields settable with --set (the others have their own flags).
@@ -122,6 +152,9 @@ def build_config(
         elif key in options:
             options[key] = typed.parse_into(task_obj.Options, key, raw, flag="--set ")
         else:
+            renamed = getattr(task_obj.Options, "renamed", {})
+            if key in renamed:
+                raise UserError(f"--set {key}: the option is now called {renamed[key]}")
             valid = sorted(set(SETTABLE_FIELDS) | set(options) | set(estimator_keys))
             raise UserError(f"unknown --set key {key!r} for task {task} and estimator {estimator}; "
                             f"valid keys: {', '.join(valid)}")
@@ -137,5 +170,3 @@ def build_config(
     check_values(config, task_obj)
     return config
 
-
-from bench import identity  # noqa: E402,F401 - registers the database's identity-rule upgrade

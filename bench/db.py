@@ -353,10 +353,15 @@ def _upgrade_rows(engine: Engine) -> None:
     A running row whose upgraded config hash another running row already holds keeps its old
     hash (the one-running-row rule stands)."""
 
+    import bench.identity  # noqa: F401 - registers the identity-rule upgrade, whoever opens the database
+
     def upgrade_all(connection) -> None:
         due = _upgrades_due(connection)
         with Session(bind=connection, autoflush=False) as s:
-            runs = list(s.scalars(select(Run).order_by(Run.id)))
+            query = select(Run).order_by(Run.id)
+            if connection.dialect.name == "postgresql":  # the advisory lock does not stop row writers
+                query = query.with_for_update()
+            runs = list(s.scalars(query))
             for _, upgrade in due.values():
                 for run in runs:
                     before = run.config_hash
@@ -610,6 +615,28 @@ class ResultsDB:
             return s.execute(update(Run).where(
                 Run.id == run_id, Run.status == "running", Run.heartbeat_at == heartbeat_at,
             ).values(status="interrupted", error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
+
+        return self._write(work)
+
+    def adopt_rows(self, old_hash: str, new_hash: str, task_version: str) -> int:
+        """Rows of this config stored under its rule-1 hash (written by an older surge-bench, say
+        on a shared database after it was upgraded) take the current hash, so they are found as
+        finished or resumed; running rows are left to their process, and rows of another family
+        version stay apart. Returns how many rows moved."""
+        def pending(s: Session):
+            return select(Run).where(Run.config_hash == old_hash, Run.status != "running",
+                                     Run.task_version == task_version)
+
+        with self.session() as s:
+            if s.scalars(pending(s).limit(1)).first() is None:
+                return 0
+
+        def work(s: Session) -> int:
+            rows = list(s.scalars(pending(s)))
+            for run in rows:
+                run.provenance = {**(run.provenance or {}), "config_hash_rule1": old_hash}
+                run.config_hash = new_hash
+            return len(rows)
 
         return self._write(work)
 

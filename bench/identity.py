@@ -6,10 +6,14 @@ and the labels the report shows (read from the database, never recomputed there)
 per database (``bench.db`` runs it, under the schema lock, when the database is opened):
 
 - identity rule 1 hashed every config value but ``data_root``; rule 2 also leaves out the
-  machine-local options (cache folders, worker counts). An old row gets the rule-2 hash of
-  its stored config, so the same experiment is found as finished; its old hash is kept in
+  machine-local options (cache folders) and adds the family's version (a row keeps the
+  version it was trained under: detection's rows of version 1, with the old progress
+  formula, stay apart from version 2's). An old row gets the rule-2 hash of its stored
+  config, so the same experiment is found as finished; its old hash is kept in
   ``provenance["config_hash_rule1"]`` (an interrupted run's checkpoint folder is named by
-  it, and the runner moves that folder to the new name when it resumes);
+  it, and the runner moves that folder to the new name when it resumes). Rows written
+  under rule 1 after the upgrade (an older surge-bench on a shared database) are adopted
+  when their config next runs (:meth:`bench.db.ResultsDB.adopt_rows`);
 - options a family renamed (detection's ``workers`` is ``num_workers``) take the new name;
 - the report labels are filled in.
 """
@@ -51,7 +55,7 @@ def upgrade_row(run) -> None:
         config["options"] = options
         run.config = config
     try:
-        new_hash = RunConfig.from_dict(config).hash()
+        new_hash = RunConfig.from_dict(config).hash(task_version=run.task_version)
     except TypeError:  # a config of a much older layout: its hash stays
         new_hash = run.config_hash
     if new_hash != run.config_hash:

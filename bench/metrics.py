@@ -28,6 +28,14 @@ METRICS: Registry[Metric] = Registry("metric")
 
 def register_metric(name: str, higher_is_better: bool, description: str,
                     compute: Optional[Callable[..., float]] = None) -> Metric:
+    """Register a metric; a name another family registered already is shared when its direction
+    agrees (the first description and computation stay), a ValueError when it does not."""
+    if name in METRICS:
+        known = METRICS.get(name)
+        if known.higher_is_better != higher_is_better:
+            raise ValueError(f"metric {name!r} is registered as {'higher' if known.higher_is_better else 'lower'} "
+                             "is better already; give the new one another name")
+        return known
     metric = Metric(name, higher_is_better, description, compute)
     METRICS.register(name)(metric)
     return metric

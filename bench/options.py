@@ -7,12 +7,13 @@ its allowed values and whether it belongs to the run's identity::
     @dataclasses.dataclass(frozen=True)
     class Options:
         augment: bool = True
-        num_workers: int = option(0, Range(0, integer=True), local=True)
+        cache_dir: str = option("", local=True)
 
-``local=True`` marks a machine-local value (a path, a cache folder, a worker or thread
-count): it changes where or how fast a run goes, never its result, so it is left out of the
-config hash (:meth:`bench.config.RunConfig.hash`) and the same experiment run with another
-worker count is found as finished.
+``local=True`` marks a machine-local value (a cache folder, say): it changes where or how
+fast a run goes, never its result, so it is left out of the config hash
+(:meth:`bench.config.RunConfig.hash`) and the same experiment run with another value is
+found as finished. Declare a value local only when it cannot change a single number (a
+DataLoader's worker count can: its processes draw augmentation from their own generators).
 """
 from __future__ import annotations
 
@@ -95,11 +96,11 @@ def parse_into(cls: type, key: str, raw: Any, flag: str = "") -> Any:
     return parse_value(key, raw, types(cls)[key], flag)
 
 
-def split_pair(pair: str, flag: str = "--set") -> tuple[str, str]:
+def split_pair(pair: str, flag: str = "--set", form: str = "key=value") -> tuple[str, str]:
     """``key=value`` -> (key, value); a one-line UserError for anything else."""
     key, sep, value = pair.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"{flag} expects key=value, got {pair!r}")
+        raise UserError(f"{flag} expects {form}, got {pair!r}")
     return key.strip(), value
 
 

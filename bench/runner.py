@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -118,6 +119,7 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
     config_hash = config.hash()
     db.require_writable()
     db.mark_stale_interrupted()
+    db.adopt_rows(config.hash_rule1(), config_hash, task.version)
     done = db.finished_run(config_hash)
     if done is not None and not force:
         return _skipped(db, done.id)
@@ -147,7 +149,8 @@ def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional
                         f"died is marked interrupted after {stale_limit_s():g} s without a heartbeat)") from None
     try:
         done = None if force or resuming else db.finished_run(config_hash)
-        if resuming and legacy is not None and not checkpoint.folder.exists():  # ours now: under its new name
+        if resuming and legacy is not None and not checkpoint.exists():  # ours now: under its new name
+            shutil.rmtree(checkpoint.folder, ignore_errors=True)
             legacy.rename(checkpoint.folder)
         if done is not None:  # it finished between the check and the claim: give the new row back
             db.discard_run(run_id)
@@ -210,6 +213,10 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
+        specs = task.metric_specs(config.dataset)
+        directions = {spec.key: spec.higher_is_better for spec in specs}
+        metrics = [dict(name=name, value=float(value), higher_is_better=directions[name],
+                        primary=(name == specs[0].key)) for name, value in result.metrics.items()]
     except DatabaseError as exc:  # the row cannot be closed: say so, keep the checkpoint
         kept = f"; its last checkpoint stays in {checkpoint.folder}" if checkpoint.exists() else ""
         raise DatabaseError(f"run {run_id} stopped: {exc}{kept}") from None
@@ -232,12 +239,6 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
         if not told_ranks:
             distributed.broadcast("abort")
 
-    specs = task.metric_specs(config.dataset)
-    directions = {spec.key: spec.higher_is_better for spec in specs}
-    metrics = [
-        dict(name=name, value=float(value), higher_is_better=directions[name], primary=(name == specs[0].key))
-        for name, value in result.metrics.items()
-    ]
     fields = {k: getattr(result, k) for k in _RESULT_FIELDS if getattr(result, k) is not None}
     if result.scope is not None:
         fields["scope"] = result.scope

@@ -114,7 +114,7 @@ def grid_from(file_values: dict[str, Any], tasks: list[str], datasets: list[str]
     """Merge a grid file with command-line values (the command line wins key by key)."""
     set_values = {str(k): [str(v) for v in _as_list(vs)] for k, vs in (file_values.get("set") or {}).items()}
     for pair in sets:
-        key, value = split_pair(pair, "--set (key=value1,value2,...)")
+        key, value = split_pair(pair, form="key=value1,value2,...")
         set_values[key] = value.split(",")
     empty = sorted(key for key, values in set_values.items() if not values)
     if empty:

@@ -112,6 +112,11 @@ def check_values(config, task) -> None:
         raise UserError(f"unknown option(s) {', '.join(unknown)} for task {task.name}; valid: "
                         f"{', '.join(typed.defaults(task.Options)) or 'none'}")
     typed.check_rules(task.Options, config.options)
+    for spec in task.metric_specs(config.dataset):
+        try:
+            spec.definition
+        except ValueError as exc:
+            raise UserError(f"task {task.name} reports {spec.key}, which names no registered metric: {exc}") from None
     try:
         estimators.build(config.estimator, **config.estimator_hparams)
     except ValueError as exc:

@@ -65,6 +65,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import estimators  # noqa: E402
+from bench.options import parse_into  # noqa: E402
 from estimators.base import ElementwiseEstimator  # noqa: E402
 from tasks.classification.models import MODELS  # noqa: E402
 
@@ -168,8 +169,9 @@ class Run:
 
 
 def make_run(spec: str, args: argparse.Namespace, device: torch.device) -> Run:
-    name, hparams = parse_spec(spec)
-    estimator = estimators.build(name, **hparams)
+    name, raw = parse_spec(spec)
+    cls = estimators.ESTIMATORS.get(name)
+    estimator = estimators.build(name, **{k: parse_into(cls, k, v) for k, v in raw.items()})
     torch.manual_seed(args.seed)  # identical initial weights for every estimator
     model = MODELS.get(MODEL)(num_classes=10)
     record = estimators.binarize_model(model, estimator, scope="standard")

@@ -76,4 +76,5 @@ def build(name: str, **hparams: Any) -> Estimator:
     wrong = [f"{k}={v!r} (expected {hints[k]})" for k, v in hparams.items() if not _accepts(hints[k], v)]
     if wrong:
         raise ValueError(f"estimator {name!r}: {', '.join(wrong)}; command-line text is parsed by bench.options")
-    return cls(**{k: float(v) if hints[k] is float and type(v) is int else v for k, v in hparams.items()})
+    return cls(**{k: float(v) if float in (typing.get_args(hints[k]) or (hints[k],)) and type(v) is int else v
+                   for k, v in hparams.items()})

@@ -152,7 +152,7 @@ def test_runs_show_list_and_report_commands(db_url, tmp_path, capsys):
     assert "arXiv:2605.10989" in capsys.readouterr().out
     assert main(["list", "options"]) == 0
     rows = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()}
-    assert "no (local)" in rows[("classification", "num_workers")] and "yes" in rows[("glue", "max_seq_length")]
+    assert "no (local)" in rows[("glue", "cache_dir")] and "yes" in rows[("classification", "num_workers")]
 
 
 def test_console_entry_point_runs():

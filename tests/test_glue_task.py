@@ -167,6 +167,13 @@ def test_knowledge_distillation_trains_the_teacher_once(tmp_path, sst2_root):
     assert main([*args, "--estimator", "surge"]) == 0
     assert (teachers[0] / "config.json").stat().st_mtime_ns == stamp
     assert [r.status for r in ResultsDB(db_url).list_runs()] == ["finished", "finished"]
+    # the student does not depend on whether its teacher was trained in the run or loaded
+    assert main([*args, "--estimator", "clipped_ste", "--force"]) == 0
+    db = ResultsDB(db_url)
+    first, _, again = (db.get_run(r.id) for r in db.list_runs())
+    assert {m.name: m.value for m in again.metrics} == {m.name: m.value for m in first.metrics}
+    assert sorted((c.epoch, c.name, c.value) for c in again.curves) == sorted(
+        (c.epoch, c.name, c.value) for c in first.curves)
 
 
 def test_distillation_loss_terms():

@@ -1,5 +1,5 @@
-"""Run identity: machine-local values are out of the config hash, and a database written by the
-previous rule (tests/data/identity_rule1.sqlite, written by commit 36a2a7c; see
+"""Run identity: machine-local values are out of the config hash, the family's version is in
+it, and a database written by the previous rule (tests/data/identity_rule1.sqlite, written by commit 36a2a7c; see
 tests/data/make_identity_rule1.py) keeps working: its rows are rehashed once when it is opened,
 so finished runs are found and an interrupted one resumes from its old-named checkpoint."""
 import shutil
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bench.cli import main
-from bench.config import build_config
+from bench.config import RunConfig, build_config
 from bench.db import ResultsDB
 
 FIXTURE = Path(__file__).parent / "data" / "identity_rule1.sqlite"
@@ -26,15 +26,17 @@ def _digits(estimator: str, *sets: str):
 
 def test_machine_local_values_are_out_of_the_hash_and_the_rest_is_in():
     base = _digits("ste")
-    assert _digits("ste", "num_workers=3").hash() == base.hash()
     assert build_config(task="classification", estimator="ste", dataset="digits", epochs=2, sets=DIGITS_SETS,
                         data_root="/elsewhere").hash() == base.hash()
     assert _digits("ste", "augment=false").hash() != base.hash()
+    # loader workers draw the augmentation from their own generators: a worker count is a different run
+    assert _digits("ste", "num_workers=3").hash() != base.hash()
     glue = build_config(task="glue", estimator="ste")
     assert build_config(task="glue", estimator="ste", sets=["cache_dir=/tmp/x"]).hash() == glue.hash()
     assert build_config(task="glue", estimator="ste", sets=["max_seq_length=32"]).hash() != glue.hash()
     detection = build_config(task="detection", estimator="ste")
-    assert build_config(task="detection", estimator="ste", sets=["num_workers=0"]).hash() == detection.hash()
+    assert build_config(task="detection", estimator="ste", sets=["cache_dir=/tmp/x"]).hash() == detection.hash()
+    assert detection.hash() != detection.hash(task_version="1")  # another family version: another run
 
 
 @pytest.fixture
@@ -55,18 +57,33 @@ def test_a_rule1_database_is_rehashed_once_and_its_finished_runs_are_found(rule1
         ("detection", "clipped_ste", "finished")]
     for run in runs.values():
         assert run.provenance["config_hash_rule1"] == old[run.id] != run.config_hash
-    # the ste run used one loader worker; the same experiment with none is the same run
-    assert runs[1].config_hash == _digits("ste").hash() == _digits("ste", "num_workers=1").hash()
-    # detection's renamed option takes its new name, and the worker count leaves the identity
+        assert RunConfig.from_dict(run.config).hash_rule1() == old[run.id]  # the old rule, reproduced
+    # the ste run used one loader worker: the same experiment is found under the new rule
+    ste = _digits("ste", "num_workers=1")
+    assert runs[1].config_hash == ste.hash() != _digits("ste").hash()
+    # detection's renamed option takes its new name; its rows were trained by family version 1
+    # (the old progress formula) and stay apart from today's version 2
+    options = build_config(task="detection", estimator="clipped_ste", sets=["num_workers=3"])
     assert runs[3].config["options"]["num_workers"] == 3 and "workers" not in runs[3].config["options"]
-    assert runs[3].config_hash == build_config(task="detection", estimator="clipped_ste").hash()
+    assert runs[3].config_hash == options.hash(task_version="1") != options.hash()
     assert (runs[1].variant, runs[1].report_average, runs[3].variant) == ("ste", False, "clipped_ste")
 
-    assert main(["run", *DIGITS, "--estimator", "ste", "--db", url]) == 0
+    assert main(["run", *DIGITS, "--estimator", "ste", "--set", "num_workers=1", "--db", url]) == 0
     assert "skipped" in capsys.readouterr().out  # found as finished: not run again
     assert len(ResultsDB(url).list_runs()) == 3
     again = ResultsDB(url)  # a second opening changes nothing
     assert {r.id: r.config_hash for r in again.list_runs()} == {i: r.config_hash for i, r in runs.items()}
+
+
+def test_rows_written_under_rule1_after_the_upgrade_are_adopted_when_their_config_runs(rule1_db, capsys):
+    url, old = rule1_db
+    ResultsDB(url).engine.dispose()  # upgraded; now an older surge-bench writes a rule-1 row
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        connection.execute("UPDATE runs SET config_hash = ? WHERE id = 1", (old[1],))
+    assert main(["run", *DIGITS, "--estimator", "ste", "--set", "num_workers=1", "--db", url]) == 0
+    assert "skipped" in capsys.readouterr().out
+    run = ResultsDB(url).get_run(1)
+    assert run.config_hash == _digits("ste", "num_workers=1").hash() and len(ResultsDB(url).list_runs()) == 3
 
 
 def test_a_rule1_interrupted_run_resumes_from_its_old_named_checkpoint(rule1_db, tmp_path):

@@ -306,7 +306,6 @@ def test_the_average_column_is_where_the_runs_asked_for_it(tmp_path):
             from bench.db import Run
 
             s.get(Run, run_id).report_average = True
-            s.commit()
     results = _table(build_tables(db), "glue", "results")
     assert results.columns[-1] == "average / bert" and results.cell("surge", "average / bert").mean == 70.0
 

@@ -17,6 +17,16 @@ def toy():
         yield
 
 
+def test_a_metric_name_nobody_registered_is_refused_before_any_row(toy, tmp_path, capsys, monkeypatch):
+    from bench.api import MetricSpec
+
+    monkeypatch.setattr(ToyTask, "metric_specs", lambda self, dataset: [MetricSpec("toy_acuracy")])
+    db_url = f"sqlite:///{tmp_path}/toy.sqlite"
+    assert main(["run", "--task", "toy", "--estimator", "ste", "--db", db_url, "--quiet"]) == 2
+    assert "toy_acuracy, which names no registered metric" in capsys.readouterr().err
+    assert ResultsDB(db_url).list_runs() == []
+
+
 def test_a_toy_family_runs_through_bench_run_and_appears_in_the_report(toy, tmp_path, capsys):
     db_url = f"sqlite:///{tmp_path}/toy.sqlite"
     for estimator in ("clipped_ste", "surge"):

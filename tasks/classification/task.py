@@ -13,7 +13,7 @@ from bench.metrics import METRICS
 from bench.options import option
 from bench.validation import Range
 from tasks.classification import data, presets
-from tasks.classification.metrics import topk_correct
+from tasks.classification import metrics as _metrics  # noqa: F401 - registers top1, top5, loss
 from tasks.classification.models import MODELS
 
 _TOP5_DATASETS = ("cifar100", "imagenet")
@@ -22,7 +22,8 @@ _TOP5_DATASETS = ("cifar100", "imagenet")
 @dataclasses.dataclass(frozen=True)
 class ClassificationOptions:
     augment: bool = option(True, help="random crop and flip of training images")
-    num_workers: int = option(0, Range(0, integer=True), local=True, help="DataLoader worker processes")
+    # in the hash: worker processes draw the augmentation's random numbers from their own generators
+    num_workers: int = option(0, Range(0, integer=True), help="DataLoader worker processes")
 
 
 @dataclasses.dataclass
@@ -84,15 +85,15 @@ class ClassificationTask(Task):
         """Every metric of the dataset over the whole test split (on every rank)."""
         model.eval()
         loss_sum, seen = 0.0, 0
-        topk = [int(name[3:]) for name in data_.metrics if name.startswith("top")]
-        correct = {k: 0 for k in topk}
+        accuracies = [name for name in data_.metrics if name != "loss"]
+        correct = {name: 0 for name in accuracies}
         for images, labels in data_.test:
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             loss_sum += METRICS.get("loss").compute(logits, labels)
-            for k in topk:
-                correct[k] += topk_correct(logits, labels, k)
+            for name in accuracies:
+                correct[name] += METRICS.get(name).compute(logits, labels)
             seen += len(labels)
-        scores = {f"top{k}": 100.0 * correct[k] / seen for k in topk}
+        scores = {name: 100.0 * correct[name] / seen for name in accuracies}
         scores["loss"] = loss_sum / seen
         return scores

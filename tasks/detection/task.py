@@ -54,7 +54,8 @@ class DetectionOptions:
     max_grad_norm: float = option(10.0, Range(0), help="gradient clipping (0: none)")
     val_every: int = option(0, Range(0, integer=True), help="validate every N epochs (0: after the last)")
     backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
-    num_workers: int = option(2, Range(0, integer=True), local=True, help="DataLoader worker processes")
+    # in the hash: worker processes draw the augmentation's random numbers from their own generators
+    num_workers: int = option(2, Range(0, integer=True), help="DataLoader worker processes")
     cache_dir: str = option("", local=True, help="where the offline set and pre-trained detectors are kept")
 
     #: options renamed since rows were written (the database upgrade applies it)
@@ -63,7 +64,7 @@ class DetectionOptions:
 
 class DetectionTask(Task):
     name = "detection"
-    version = "1"
+    version = "2"  # 2: progress p = iter / (max_iters - 1), the engine's formula (1: iter / max_iters)
     description = "object detection with a binarized backbone on mmdet 3.3; offline default fmnist_det"
     datasets = DATASETS
     default_dataset = "fmnist_det"
@@ -127,10 +128,11 @@ class DetectionTask(Task):
         stage = dataclasses.replace(
             config, estimator="fp32", estimator_hparams={}, scope="backbone", epochs=epochs, seed=0,
             optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
-            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "data_version": data.version},
-        )
-        key = stage.hash()[:16]
-        folder = self._cache_root(config) / "detection" / "detectors" / key
+            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "num_workers": 0,
+                     "data_version": data.version},
+        )  # trained in this process (no loader workers): the same detector whichever run trains it
+        folder = stage.cache_folder(self._cache_root(config) / "detection" / "detectors")
+        key = folder.name
         weights, metrics_file = folder / "detector.pth", folder / "metrics.json"
         if not weights.is_file():
             import torch

@@ -185,14 +185,16 @@ class GlueTask(Task):
             config, estimator="fp32", estimator_hparams={}, epochs=epochs, seed=0, warmup_epochs=0.1 * epochs,
             lr=float(config.options["teacher_lr"]), options={**config.options, "kd": "none", "attention": "softmax"},
         )
-        folder = (_cache_dir(config) or default_cache_dir()) / "teachers" / teacher_config.hash()[:16]
+        folder = teacher_config.cache_folder((_cache_dir(config) or default_cache_dir()) / "teachers")
         spec = data_.spec
         if (folder / "config.json").exists():
             teacher = bert.load_model(str(folder), spec.num_labels, spec.is_regression)
-        else:
+        else:  # its own random state and batches: the same teacher whichever student trains it
+            seed_everything(teacher_config.seed)
             teacher = self.build_model(teacher_config, data_, attention="softmax")
             teacher.to(context.device)
-            fit(teacher, teacher_config, data_.train, lambda m, batch: glue_step(m, batch, spec.is_regression),
+            batches = train_loader(data_.train.dataset, teacher_config, collate_fn=data_.train.collate_fn)
+            fit(teacher, teacher_config, batches, lambda m, batch: glue_step(m, batch, spec.is_regression),
                 lambda m: self.evaluate(m, data_, context.device), context.private(), f"teacher {config.dataset}",
                 max_grad_norm=self.max_grad_norm)
             if distributed.is_main():
