@@ -25,7 +25,8 @@ while [ $# -gt 0 ]; do
         --db) db_args=(--db "$2"); shift 2 ;;
         --data-root) data_args=(--data-root "$2"); shift 2 ;;
         --estimators) only_estimators=$2; shift 2 ;;
-        --jobs|--executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
+        --jobs|--workers) sweep_args+=(--jobs "$2"); shift 2 ;;  # --workers: the former name
+        --executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
         -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
