@@ -733,6 +733,28 @@ class ResultsDB:
             ["epoch", "step", "curve", "value"],
         )
 
+    def runs_frame(self):
+        """Finished runs (the latest execution per config hash), one row each, with their cost
+        figures and the device and host they ran on, as a pandas DataFrame."""
+        import pandas as pd
+
+        with self.session() as s:
+            rows = s.execute(
+                select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.variant,
+                       Run.preset, Run.seed, Run.n_params, Run.n_binary_params, Run.binary_ops, Run.float_ops,
+                       Run.train_step_ms, Run.peak_memory_mb, Run.provenance)
+                .where(Run.status == "finished")
+            ).all()
+        columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "variant", "preset", "seed",
+                   "n_params", "n_binary_params", "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb",
+                   "device", "host"]
+        frame = pd.DataFrame([(*row[:-1], (row[-1] or {}).get("device"), (row[-1] or {}).get("host")) for row in rows],
+                             columns=columns)
+        if frame.empty:
+            return frame
+        latest = frame.groupby("config_hash")["run_id"].transform("max")
+        return frame[frame["run_id"] == latest].reset_index(drop=True)
+
     def _finished_frame(self, child, child_columns: list, names: list[str]):
         """Finished runs joined with a child table; run keys, report labels, ``names``, estimator_hparams."""
         import pandas as pd

@@ -312,7 +312,7 @@ def quantile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
-def evaluate(run: Run, ref: Run) -> dict[str, Any]:
+def evaluate(run: Run, ref: Run, batch_size: int) -> dict[str, Any]:
     med, ref_med = statistics.median(run.times_ms), statistics.median(ref.times_ms)
     paired = [a / b for a, b in zip(run.round_median_ms, ref.round_median_ms)]
     row: dict[str, Any] = {
@@ -322,6 +322,7 @@ def evaluate(run: Run, ref: Run) -> dict[str, Any]:
         "binarized_layers": run.binarized_layers,
         "trainable_params": run.trainable_params,
         "ms_median": med,
+        "images_per_s": batch_size * 1000.0 / med,
         "ms_p25": quantile(run.times_ms, 0.25),
         "ms_p75": quantile(run.times_ms, 0.75),
         "ms_all": run.times_ms,
@@ -369,13 +370,15 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], device: torch.devic
         "",
         f"step = forward + cross-entropy + backward + SGD(momentum 0.9) step + zero_grad (+ set_progress). "
         f"ms/step = median over all {meta['rounds'] * meta['steps']} timed steps (IQR = p25-p75); "
+        f"img/s = batch size / median step time; "
         f"x ref = ratio to {REFERENCE}; paired = min-max over rounds of (round median / {REFERENCE}'s "
         f"round median).",
         f"Memory: {mem_note}. saved = activation bytes saved for backward (saved_tensors_hooks, distinct "
         f"storages, parameters excluded). params = trainable parameters (SURGE adds aux_weight).",
         "",
-        "| estimator | params | ms/step | IQR ms | x ref | paired x ref | peak MiB | x ref | saved MiB | target | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| estimator | params | ms/step | IQR ms | img/s | x ref | paired x ref | peak MiB | x ref | saved MiB | target "
+        "| result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
 
     def mib(b: Optional[int]) -> str:
@@ -385,7 +388,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], device: torch.devic
         paired = r["time_ratio_per_round"]
         lines.append(
             f"| {r['estimator']} | {r['trainable_params'] / 1e6:.2f}M | {r['ms_median']:.1f} "
-            f"| {r['ms_p25']:.0f}-{r['ms_p75']:.0f} | {r['time_ratio']:.2f}x "
+            f"| {r['ms_p25']:.0f}-{r['ms_p75']:.0f} | {r['images_per_s']:.0f} | {r['time_ratio']:.2f}x "
             f"| {min(paired):.2f}-{max(paired):.2f} | {mib(r['peak_bytes'])} "
             f"| {'-' if r['mem_ratio'] is None else format(r['mem_ratio'], '.2f') + 'x'} "
             f"| {mib(r['saved_bytes'])} | {r['target']} | {r['result']} |"
@@ -425,7 +428,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"# memory done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     ref = next(r for r in runs if r.spec == REFERENCE)
-    rows = [evaluate(run, ref) for run in runs]
+    rows = [evaluate(run, ref, args.batch_size) for run in runs]
     meta = {
         "model": MODEL, "scope": "standard", "device": device_name(device), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "batch_size": args.batch_size, "image_size": args.image_size,

@@ -252,6 +252,8 @@ def test_write_report(db, tmp_path):
         "results.md", "results.tex",
         "tables/classification_quick.tex", "tables/classification_quick_deltas.tex",
         "tables/regression_quick.tex", "tables/regression_quick_deltas.tex",
+        "tables/classification-quick-cifar10-resnet18_cifar-efficiency.tex",
+        "tables/classification-quick-mnist-mlp-efficiency.tex", "tables/regression-quick-toy-mlp-efficiency.tex",
         "figures/curves_classification_cifar10_resnet18_cifar_quick.png",
     }
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
@@ -261,7 +263,7 @@ def test_write_report(db, tmp_path):
     tex = (out / "results.tex").read_text()
     assert tex.startswith(r"\documentclass{article}") and r"\usepackage{booktabs}" in tex
     assert tex.rstrip().endswith(r"\end{document}") and _balanced(tex) and _environments_paired(tex)
-    assert tex.count(r"\begin{table}") == 4 and tex.isascii()
+    assert tex.count(r"\begin{table}") == 4 + 3 and tex.isascii()  # results, deltas; 3 efficiency tables
     alone = (out / "tables" / "classification_quick.tex").read_text()
     assert alone.startswith(r"\begin{table}") and r"\documentclass" not in alone
 
@@ -319,3 +321,46 @@ def test_the_report_reads_only_the_database():
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not {m for m in imported if m.split(".")[0] in ("estimators", "tasks") or m == "bench.plugins"}, path
+
+
+def _costed_run(db, estimator, seed, step_ms, peak_mb, device="cpu", binary_ops=6.4e9, float_ops=1.0e8, host="node1"):
+    from bench.db import Run
+
+    run_id = add_run(db, estimator, seed, 90.0)
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        run.n_params, run.n_binary_params, run.binary_ops, run.float_ops = 11_173_962, 10_985_472, binary_ops, float_ops
+        run.train_step_ms, run.peak_memory_mb = step_ms, peak_mb
+        run.provenance = {"device": device, "host": host}
+
+
+def test_efficiency_table_counts_ops_and_divides_timings_only_on_one_device(tmp_path):
+    from bench.report import build_efficiency_tables
+
+    db = ResultsDB(f"sqlite:///{tmp_path}/e.sqlite")
+    for seed, step in enumerate([100.0, 110.0]):
+        _costed_run(db, "clipped_ste", seed, step, 1000.0)
+        _costed_run(db, "surge", seed, 1.6 * step, 950.0)
+    _costed_run(db, "ste", 0, 50.0, 500.0, device="cuda")
+    _costed_run(db, "reste", 0, 120.0, 900.0, host="node2")  # a CPU, but another machine's
+    [table] = build_efficiency_tables(db)
+    assert table.kind == "efficiency" and table.rows == ["clipped_ste", "reste", "ste", "surge"]
+    col = {name: j for j, name in enumerate(table.columns)}
+    surge = table.cells[table.rows.index("surge")]
+    assert surge[col["params"]].text == "11.2M" and surge[col["BOPs"]].text == "6.4G"
+    assert surge[col["OPs"]].text == "200M"  # 6.4e9 / 64 + 1e8
+    assert surge[col["step ms"]].text == "168.0 (n=2)" and surge[col["step x clipped_ste"]].text == "1.60x"
+    assert surge[col["peak x clipped_ste"]].text == "0.95x" and surge[col["device"]].text == "cpu (node1)"
+    ste = table.cells[table.rows.index("ste")]
+    assert ste[col["step x clipped_ste"]].missing and ste[col["step ms"]].text == "50.0 (n=1)"
+    assert any(note.startswith("ste: no ratio to clipped_ste") for note in table.notes)
+    assert table.cells[table.rows.index("reste")][col["step x clipped_ste"]].missing
+    assert "| surge | 11.2M |" in render_markdown_table(table) and r"\textbf" not in render_latex_table(table)
+
+
+def test_the_written_report_has_an_efficiency_section(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/e.sqlite")
+    _costed_run(db, "clipped_ste", 0, 100.0, 1000.0)
+    write_report(db, tmp_path / "out")
+    assert "## Efficiency" in (tmp_path / "out" / "results.md").read_text()
+    assert (tmp_path / "out" / "tables" / "classification-quick-cifar10-resnet18_cifar-efficiency.tex").is_file()

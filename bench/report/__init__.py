@@ -7,7 +7,8 @@ its direction are the ones the runs stored, row names are the stored variants
 (``surge (eta=0.2)``), and the average column appears where the runs' family asked for it.
 
 Modules: ``tables`` (the table model and building it), ``statistics`` (what a cell says),
-``render`` (markdown, LaTeX), ``figures`` (learning curves), ``document`` (the files).
+``efficiency`` (cost per estimator, ratios to clipped_ste), ``render`` (markdown, LaTeX),
+``figures`` (learning curves), ``document`` (the files).
 
 Tables
     :func:`build_tables` makes two :class:`ReportTable` objects per (task, preset):
@@ -40,11 +41,12 @@ Figures
 ``figures/curves_<task>_<dataset>_<model>_<preset>.png``.
 """
 from bench.report.document import FORMATS, write_report
+from bench.report.efficiency import build_efficiency_tables
 from bench.report.figures import plot_learning_curves
 from bench.report.render import latex_escape, render_latex_table, render_markdown_table
 from bench.report.tables import Cell, ColumnMetric, ReportTable, build_tables, order_estimators
 
 __all__ = [
-    "FORMATS", "write_report", "plot_learning_curves", "latex_escape", "render_latex_table",
+    "FORMATS", "write_report", "build_efficiency_tables", "plot_learning_curves", "latex_escape", "render_latex_table",
     "render_markdown_table", "Cell", "ColumnMetric", "ReportTable", "build_tables", "order_estimators",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.db import ResultsDB
+from bench.report.efficiency import build_efficiency_tables
 from bench.report.figures import plot_learning_curves
 from bench.report.render import DASH_MD, latex_escape, render_latex_table, render_markdown_table
 from bench.report.tables import ReportTable, build_tables, slug
@@ -15,6 +16,8 @@ FORMATS = ("md", "latex")
 
 
 def _table_stem(table: ReportTable) -> str:
+    if table.kind == "efficiency":
+        return table.label.removeprefix("tab:")
     stem = f"{slug(table.task)}_{slug(table.preset)}"
     return stem + ("_deltas" if table.kind == "deltas" else "")
 
@@ -33,7 +36,11 @@ def _markdown_document(tables: list[ReportTable], figures: list[Path], out_dir: 
     for table in tables:
         if table.kind == "results":
             parts += [f"## {table.task} ({table.preset})", ""]
-        parts.append(render_markdown_table(table))
+        if table.kind != "efficiency":
+            parts.append(render_markdown_table(table))
+    efficiency = [t for t in tables if t.kind == "efficiency"]
+    if efficiency:
+        parts += ["## Efficiency", ""] + [render_markdown_table(t) for t in efficiency]
     if figures:
         parts += ["## Learning curves", ""]
         for path in figures:
@@ -80,7 +87,7 @@ def write_report(db: ResultsDB, out_dir: str | Path, formats: Iterable[str] = FO
     url = db.display_url
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
-    tables = build_tables(db)
+    tables = build_tables(db) + build_efficiency_tables(db)
     figures = plot_learning_curves(db, out_dir / "figures")
     written: list[Path] = []
     if "md" in formats:

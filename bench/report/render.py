@@ -17,7 +17,9 @@ def _fmt_number(value: float, decimals: int, signed: bool = False) -> str:
 def _cell_text(cell: Cell, fmt: str) -> str:
     if cell.missing:
         return DASH_MD if fmt == "md" else DASH_TEX
-    if cell.delta:
+    if cell.text is not None:
+        text = cell.text if fmt == "md" else latex_escape(cell.text)
+    elif cell.delta:
         text = _fmt_number(cell.mean, cell.decimals, signed=True)
         if fmt == "latex" and text.startswith("-"):
             text = "$-$" + text[1:]

@@ -20,9 +20,12 @@ class Cell:
     bold: bool = False
     delta: bool = False
     decimals: int = 2
+    text: Optional[str] = None     # shown as it is (a count such as 11.2M, a device name)
 
     @property
     def missing(self) -> bool:
+        if self.text is not None:
+            return False
         return self.mean is None or (isinstance(self.mean, float) and math.isnan(self.mean))
 
 
@@ -47,7 +50,7 @@ class ReportTable:
 
     task: str
     preset: str
-    kind: str                      # "results" | "deltas" | "empty"
+    kind: str                      # "results" | "deltas" | "efficiency" | "empty"
     title: str
     label: str
     rows: list[str] = dataclasses.field(default_factory=list)
