@@ -226,7 +226,7 @@ def ctrl_c_after_first_checkpoint():
         yield
 
 
-def _interrupt_after_first_checkpoint(db_url: str, checkpoints: Path, monkeypatch) -> int:
+def _interrupt_after_first_checkpoint(db_url: str, checkpoints: Path) -> int:
     """A real run stopped by Ctrl-C right after its epoch-1 checkpoint (the row is interrupted)."""
     with ctrl_c_after_first_checkpoint():
         assert main(["run", *LONGER, "--epochs", "2", "--db", db_url, "--checkpoint-dir", str(checkpoints)]) == 130
@@ -247,11 +247,10 @@ def _spoil(path: Path, how: str, marker: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "malicious", "foreign"])
-def test_a_bad_checkpoint_is_named_moved_aside_and_the_run_restarts_from_scratch(tmp_path, monkeypatch, capsys,
-                                                                                  how):
+def test_a_bad_checkpoint_is_named_moved_aside_and_the_run_restarts_from_scratch(tmp_path, capsys, how):
     db_url, checkpoints = f"sqlite:///{tmp_path}/bench.sqlite", tmp_path / "checkpoints"
     marker = tmp_path / "pwned"
-    run_id = _interrupt_after_first_checkpoint(db_url, checkpoints, monkeypatch)
+    run_id = _interrupt_after_first_checkpoint(db_url, checkpoints)
     (folder,) = checkpoints.iterdir()
     _spoil(folder / "last.pt", how, marker)
     capsys.readouterr()
