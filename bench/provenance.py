@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from estimators.fused import fused_enabled
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +28,7 @@ def collect(device: str) -> dict:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "torch": torch.__version__,
+        "fused_backward": fused_enabled(),
         "python": platform.python_version(),
         "device": device,
         "host": socket.gethostname(),

@@ -34,5 +34,6 @@ class ApproxSign(ElementwiseEstimator):
     def surrogate(self, x: Tensor) -> Tensor:
         return torch.where(x.abs() <= 1, 2 * x - x * x.abs(), torch.sign(x))
 
-    def activation_grad(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def derivative(x: Tensor) -> Tensor:
         return (2 - 2 * x.abs()).clamp_min(0)

@@ -13,18 +13,20 @@ Estimators are dataclasses; their init fields are their hyperparameters.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 from torch import Tensor
 
+from estimators.fused import Derivative, SurrogateBackward, constant_tensors, surrogate_backward
+
 if TYPE_CHECKING:  # pragma: no cover
     from estimators.layers import BinaryLayer
 
-GradFn = Optional[Callable[[Tensor], Tensor]]
+#: ``(x, grad) -> grad * F'(x)``, or None for the identity (grad passes unchanged).
+GradFn = Optional[SurrogateBackward]
 
 
 def binary_sign(x: Tensor) -> Tensor:
@@ -33,7 +35,7 @@ def binary_sign(x: Tensor) -> Tensor:
 
 
 class _SignWithSurrogateGrad(torch.autograd.Function):
-    """Forward: binary_sign(x). Backward: g * grad_fn(x), or g itself for grad_fn None."""
+    """Forward: binary_sign(x). Backward: grad_fn(x, g), or g itself for grad_fn None."""
 
     @staticmethod
     def forward(ctx, x: Tensor, grad_fn: GradFn) -> Tensor:
@@ -47,11 +49,12 @@ class _SignWithSurrogateGrad(torch.autograd.Function):
         if ctx.grad_fn is None:
             return grad, None
         (x,) = ctx.saved_tensors
-        return ctx.grad_fn(x).mul_(grad), None  # grad_fn returns a fresh tensor
+        return ctx.grad_fn(x, grad), None
 
 
 def sign_with_surrogate_grad(x: Tensor, grad_fn: GradFn) -> Tensor:
-    """binary_sign(x) whose backward multiplies the upstream gradient by grad_fn(x)."""
+    """binary_sign(x) whose backward turns the upstream gradient g into grad_fn(x, g)
+    (g * F'(x) for a surrogate F; see :func:`estimators.fused.surrogate_backward`)."""
     return _SignWithSurrogateGrad.apply(x, grad_fn)
 
 
@@ -95,25 +98,35 @@ class Estimator:
 class ElementwiseEstimator(Estimator):
     """An estimator that replaces d sign(x)/dx by a closed-form surrogate derivative.
 
-    Subclasses define :meth:`surrogate` (the soft function whose derivative is used,
-    for plots) and :meth:`activation_grad` (its closed-form derivative, returned as a
-    new tensor: the backward multiplies it in place). Weights use
-    the same derivative unless ``weights_use_identity`` is set, in which case the
-    weight gradient passes straight through (the paper's choice for weights).
+    Subclasses define :meth:`surrogate` (the soft function F whose derivative is used, for
+    plots), ``derivative`` (F' as a pure function ``derivative(x, *constants)`` returning a new
+    tensor, the constants arriving as 0-dim tensors) and :meth:`constants` (their values at the
+    current progress, as numbers). The backward runs
+    ``g * derivative(x, *constants)`` as one fused kernel (:mod:`estimators.fused`); a
+    ``derivative`` of None is the identity. Weights use the same derivative unless
+    ``weights_use_identity`` is set, in which case the weight gradient passes straight through.
     """
 
     weights_use_identity: ClassVar[bool] = False
+    derivative: ClassVar[Optional[Derivative]] = None
 
     def surrogate(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def constants(self) -> tuple:
+        """The arguments of ``derivative`` after x, at the current progress."""
+        return ()
+
     def activation_grad(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """F'(x), op by op (the closed form the fused backward compiles)."""
+        derivative = type(self).derivative
+        if derivative is None:
+            return x.new_ones(x.shape)
+        return derivative(x, *constant_tensors(self.constants(), x.device))
 
     def activation_grad_fn(self) -> GradFn:
-        # A scheduled estimator's backward must use the progress of its forward, even if
-        # set_progress runs in between (gradient accumulation): bind a frozen copy.
-        return copy.copy(self).activation_grad if self.scheduled else self.activation_grad
+        derivative = type(self).derivative
+        return None if derivative is None else surrogate_backward(derivative, self.constants())
 
     def weight_grad_fn(self) -> GradFn:
         return None if self.weights_use_identity else self.activation_grad_fn()

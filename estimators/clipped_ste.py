@@ -37,5 +37,9 @@ class ClippedSTE(ElementwiseEstimator):
     def surrogate(self, x: Tensor) -> Tensor:
         return x.clamp(-self.c, self.c)
 
-    def activation_grad(self, x: Tensor) -> Tensor:
-        return x.abs().le_(self.c)  # in-place compare keeps the float dtype (bool masks are slow on CPU)
+    @staticmethod
+    def derivative(x: Tensor, c: float) -> Tensor:
+        return x.abs().le_(c)  # in-place compare keeps the float dtype (bool masks are slow on CPU)
+
+    def constants(self) -> tuple:
+        return (self.c,)

@@ -53,7 +53,11 @@ class DSQ(ElementwiseEstimator):
     def surrogate(self, x: Tensor) -> Tensor:
         return torch.where(x.abs() <= 1, self.s * torch.tanh(self.k * x), torch.sign(x))
 
-    def activation_grad(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def derivative(x: Tensor, k: Tensor, sk: Tensor, minus_sk: Tensor) -> Tensor:
+        tanh = torch.tanh(x * k)
+        return torch.addcmul(sk, tanh.mul(minus_sk), tanh).mul_(x.abs().le_(1))
+
+    def constants(self) -> tuple:
         sk = self.s * self.k
-        tanh = torch.tanh(x * self.k)
-        return torch.addcmul(tanh.new_full((), sk), tanh, tanh, value=-sk).mul_(x.abs().le_(1))
+        return (self.k, sk, -sk)

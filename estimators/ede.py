@@ -53,8 +53,11 @@ class EDE(ElementwiseEstimator):
     def surrogate(self, x: Tensor) -> Tensor:
         return self.k * torch.tanh(self.t * x)
 
-    def activation_grad(self, x: Tensor) -> Tensor:
-        t = self.t
-        kt = self.k * t
+    @staticmethod
+    def derivative(x: Tensor, t: Tensor, kt: Tensor, minus_kt: Tensor) -> Tensor:
         tanh = torch.tanh(x * t)
-        return torch.addcmul(tanh.new_full((), kt), tanh, tanh, value=-kt)
+        return torch.addcmul(kt, tanh.mul(minus_kt), tanh)  # kt - kt tanh^2
+
+    def constants(self) -> tuple:
+        kt = self.k * self.t
+        return (self.t, kt, -kt)

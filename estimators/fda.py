@@ -59,10 +59,15 @@ class FDA(ElementwiseEstimator):
             total = total + torch.sin((2 * i + 1) * u) / (2 * i + 1)
         return 4 / math.pi * total
 
-    def activation_grad(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def derivative(x: Tensor, w: Tensor, twice_terms: Tensor, terms: Tensor, scale: Tensor) -> Tensor:
         # sin(2Tu) / (2 sin u), T = n + 1 terms, u = w x; at u = 0 it is 0/0 = nan, whose
-        # limit is T (sin u != 0 elsewhere since |u| <= w < pi inside the clip).
+        # limit is T (sin u != 0 elsewhere since |u| <= w < pi inside the clip). scale = 4w/pi.
+        u = x * w
+        cos_sum = torch.sin(u * twice_terms).div_(torch.sin(u).mul_(2))
+        cos_sum = torch.where(cos_sum.isnan(), terms, cos_sum)
+        return cos_sum.mul_(x.abs().le_(1)).mul_(scale)
+
+    def constants(self) -> tuple:
         terms = self.n + 1
-        u = x * self.w
-        cos_sum = torch.sin(u * (2 * terms)).div_(torch.sin(u).mul_(2)).nan_to_num_(nan=terms)
-        return cos_sum.mul_(x.abs().le_(1)).mul_(4 * self.w / math.pi)
+        return (self.w, 2 * terms, terms, 4 * self.w / math.pi)

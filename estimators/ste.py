@@ -27,8 +27,4 @@ class STE(ElementwiseEstimator):
     def surrogate(self, x: Tensor) -> Tensor:
         return x
 
-    def activation_grad(self, x: Tensor) -> Tensor:
-        return x.new_ones(x.shape)
-
-    def activation_grad_fn(self):
-        return None  # identity: skip saving x and multiplying by ones
+    # derivative None: the identity (nothing saved for the backward, no multiplication by ones)

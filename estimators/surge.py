@@ -77,7 +77,7 @@ class _DualPath(torch.autograd.Function):
         w_binary = binary_sign(weight) * scale
         grad_x_b, grad_w_b = layer.backward_products(grad_out, binary_sign(x), w_binary, True, need_w)
         if ctx.x_grad_fn is not None:
-            grad_x_b.mul_(ctx.x_grad_fn(x))
+            grad_x_b = ctx.x_grad_fn(x, grad_x_b)
 
         need_w_a = need_aux or (shared and need_w)
         grad_x_a, grad_w_a = layer.backward_products(
@@ -90,7 +90,7 @@ class _DualPath(torch.autograd.Function):
         if need_w:
             grad_w = grad_w_b.mul_(scale)
             if ctx.w_grad_fn is not None:
-                grad_w.mul_(ctx.w_grad_fn(weight))
+                grad_w = ctx.w_grad_fn(weight, grad_w)
             if shared:
                 grad_w.add_(grad_w_a.mul_(lam))
         if need_aux:

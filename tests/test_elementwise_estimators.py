@@ -297,10 +297,10 @@ def test_binary_sign_and_sign_with_surrogate_grad_forward():
     x = torch.tensor([-2.0, -0.0, 0.0, 3.0], dtype=torch.float64)
     want = torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
     assert torch.equal(binary_sign(x), want) and binary_sign(x).dtype == torch.float64
-    y = sign_with_surrogate_grad(x.clone().requires_grad_(), lambda t: 3 * torch.ones_like(t))
+    y = sign_with_surrogate_grad(x.clone().requires_grad_(), lambda t, g: 3 * g)
     assert torch.equal(y.detach(), want)
     xr = x.clone().requires_grad_()
-    sign_with_surrogate_grad(xr, lambda t: t * 2).backward(torch.ones_like(x))
+    sign_with_surrogate_grad(xr, lambda t, g: t * 2 * g).backward(torch.ones_like(x))
     torch.testing.assert_close(xr.grad, 2 * x, rtol=0, atol=0)
 
 

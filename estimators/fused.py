@@ -1,0 +1,137 @@
+"""A surrogate's backward, grad * F'(x), as one fused kernel per tensor.
+
+Written op by op, a closed-form derivative is a chain of elementwise passes over every
+activation and weight (FDA's is eleven). ``torch.compile`` turns the chain and the
+multiplication by the upstream gradient into one loop that reads x and grad once and writes
+the result once: one C++/OpenMP kernel on CPU, one Triton kernel on CUDA.
+
+* The derivative is written once, as a pure function ``derivative(x, *constants)``; the
+  estimator's eager ``activation_grad`` calls the same function, so the tests of the closed
+  forms check what the kernel computes.
+* The constants (FDA's term count, ReSTE's o, ...) reach the derivative as 0-dim float64
+  tensors on x's device, never as Python numbers: torch.compile would bake a number into the
+  kernel and recompile whenever a schedule moves it. Write derivatives with tensor operations
+  on them (``x * t``, ``x.abs().le_(c)``, ``torch.where(m, c, y)``); the results keep x's dtype.
+* Shapes are dynamic and contiguous tensors are passed flat, so one compiled kernel serves every
+  layer of a model.
+* The compiled code lands in inductor's on-disk cache ($TORCHINDUCTOR_CACHE_DIR, default
+  /tmp/torchinductor_$USER): a process pays the compile once per machine, later ones load it.
+* The fused kernel agrees with the op-by-op chain to a few ulps (transcendental functions and
+  fused multiply-adds round differently), not bit for bit. ``BENCH_FUSED_BACKWARD=0`` runs the
+  chain op by op (slower); a run records which one it used.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+ENV_VAR = "BENCH_FUSED_BACKWARD"
+
+Derivative = Callable[..., Tensor]
+SurrogateBackward = Callable[[Tensor, Tensor], Tensor]
+
+
+def fused_enabled() -> bool:
+    """Whether surrogate backwards run as compiled kernels ($BENCH_FUSED_BACKWARD, default 1)."""
+    value = os.environ.get(ENV_VAR, "1").strip().lower()
+    if value not in ("0", "1"):
+        raise ValueError(f"{ENV_VAR}={value!r}: expected 1 (fused kernels, the default) or 0 (op by op)")
+    return value == "1"
+
+
+def constant_tensors(values: tuple, device: torch.device) -> tuple[Tensor, ...]:
+    """The derivative's constants as 0-dim float64 tensors on ``device``."""
+    return _constants_on(tuple(float(v) for v in values), torch.device(device))
+
+
+@functools.lru_cache(maxsize=256)
+def _constants_on(values: tuple[float, ...], device: torch.device) -> tuple[Tensor, ...]:
+    # One small tensor per distinct set of constants and device; on CUDA an asynchronous copy
+    # from pinned memory, so a schedule that moves every step adds no host synchronisation.
+    host = torch.tensor(values, dtype=torch.float64)
+    if device.type == "cuda":
+        host = host.pin_memory().to(device, non_blocking=True)
+    elif device.type != "cpu":
+        host = host.to(device)
+    return host.unbind()
+
+
+def surrogate_backward(derivative: Derivative, constants: tuple) -> SurrogateBackward:
+    """``(x, grad) -> grad * derivative(x, *constants)``, with the constants frozen now.
+
+    Frozen at the forward, so a backward uses the progress of its own forward even if the
+    schedule moves in between (gradient accumulation).
+    """
+    if not fused_enabled():
+        return functools.partial(_op_by_op, derivative, constants)
+    return functools.partial(_fused, _compiled(derivative), constants)
+
+
+def _op_by_op(derivative: Derivative, constants: tuple, x: Tensor, grad: Tensor) -> Tensor:
+    return derivative(x, *constant_tensors(constants, x.device)).mul_(grad)  # a fresh tensor
+
+
+def _fused(kernel: Callable, constants: tuple, x: Tensor, grad: Tensor) -> Tensor:
+    values = constant_tensors(constants, x.device)
+    if x.is_contiguous() and grad.is_contiguous():
+        return kernel(_flat(x), _flat(grad), *values).view(x.shape)
+    return kernel(x.detach(), grad.detach(), *values)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A 1-D tensor on a contiguous tensor's memory that is not a view: torch.compile guards a
+    view on the shape of its base (one graph per layer shape) and on requires_grad (weights)."""
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
+
+
+def _import_compiler_quietly() -> None:
+    """Import the C++ build helpers with their CUDA_HOME note silenced: on a machine without a
+    CUDA runtime it warns "No CUDA runtime is found" once, on every run's stderr."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        log.setLevel(level)
+
+
+@functools.cache
+def _compiled(derivative: Derivative) -> Callable:
+    _import_compiler_quietly()
+
+    def times_grad(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
+        return derivative(x, *constants).mul_(grad)
+
+    # torch.compile keeps its compiled graphs (and its recompile limit) per code object: each
+    # derivative gets a code object of its own, named after it in compile logs and profiles.
+    name = f"{derivative.__qualname__.replace('.', '_')}_times_grad"
+    times_grad.__code__ = times_grad.__code__.replace(co_name=name)
+    times_grad.__name__ = times_grad.__qualname__ = name
+    compiled = torch.compile(times_grad, dynamic=True, fullgraph=True)
+    op_by_op = False
+
+    def kernel(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
+        nonlocal op_by_op
+        if op_by_op:
+            return times_grad(x, grad, *constants)
+        try:
+            return compiled(x, grad, *constants)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            warnings.warn(f"{name}: torch.compile reached its recompile limit "
+                          f"(torch._dynamo.config.recompile_limit); running it op by op from now on")
+            op_by_op = True
+            return times_grad(x, grad, *constants)
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            raise RuntimeError(
+                f"could not compile the fused backward {name} ({type(error.inner_exception).__name__}): "
+                f"torch.compile needs a C++ compiler on CPU and Triton on CUDA; install them, or set "
+                f"{ENV_VAR}=0 to run the surrogate op by op") from error
+
+    return kernel
