@@ -96,14 +96,27 @@ class Reporter:
 
 
 @dataclasses.dataclass
+@dataclasses.dataclass
+class Timeline:
+    """Wall-clock marks (time.time()) of one run, from which the runner stores its harness
+    overhead: ``started`` when an executor handed the run over, ``first_step`` when its first
+    training step began (set by the engine's Timing hook)."""
+
+    started: Optional[float] = None
+    first_step: Optional[float] = None
+
+
+@dataclasses.dataclass
 class RunContext:
     """Everything a run gets besides its config: the device, the reporter, the checkpoint
-    (resume from it, save to it; disabled without a folder) and whether to show progress."""
+    (resume from it, save to it; disabled without a folder), whether to show progress, and the
+    run's timeline."""
 
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     reporter: Reporter = dataclasses.field(default_factory=Reporter)
     checkpoint: Checkpointer = dataclasses.field(default_factory=lambda: Checkpointer(None))
     quiet: bool = False
+    timeline: Timeline = dataclasses.field(default_factory=Timeline)
 
     def private(self) -> "RunContext":
         """The same device and verbosity without reporting or checkpoints (a teacher's training)."""

@@ -5,7 +5,8 @@
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
               [--checkpoint-dir DIR|none] [--gpus N]
     bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
-                [--executor local|slurm|submitit-local] [--jobs N] [--slurm key=value ...] [--db URL]
+                [--executor local|slurm|submitit-local] [--jobs N] [--isolation pool|process]
+                [--recycle-after K] [--run-timeout SECONDS] [--slurm key=value ...] [--db URL]
     bench report [--format md|latex|all] [--out reports/] [--db URL]
     bench runs [--status S] [--task T] [--db URL]
     bench show RUN_ID [--db URL]
@@ -30,6 +31,7 @@ from bench.checkpoint import DEFAULT_CHECKPOINT_DIR
 from bench.config import build_config
 from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
+from bench.local_executor import DEFAULT_RECYCLE_AFTER
 from bench.plugins import TASKS, get_task, load_task_plugins
 from bench.validation import check_runs, writable_folder
 
@@ -162,10 +164,17 @@ def _absolute_sqlite(url: str) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep
+    from bench.local_executor import ISOLATIONS, run_local
     from bench.training import progress_bar
 
     if args.executor not in sweep.EXECUTORS:
         raise UserError(f"unknown executor {args.executor!r}; valid choices: {', '.join(sweep.EXECUTORS)}")
+    if args.isolation not in ISOLATIONS:
+        raise UserError(f"unknown isolation {args.isolation!r}; valid choices: {', '.join(ISOLATIONS)}")
+    if args.recycle_after < 1:
+        raise UserError(f"--recycle-after must be >= 1 (runs per pool worker), got {args.recycle_after}")
+    if args.run_timeout is not None and not args.run_timeout > 0:
+        raise UserError(f"--run-timeout must be > 0 seconds, got {args.run_timeout:g}")
     slurm_options = sweep.parse_slurm_options(args.slurm)
     file_values = sweep.load_grid_file(args.grid) if args.grid else {}
     grid = sweep.grid_from(file_values, args.task, args.dataset, args.model, args.estimator, args.seeds,
@@ -197,7 +206,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             bar.write(f"{result.status}: {sweep.label(result.config)}: {result.detail}", file=sys.stderr)
 
     if args.executor == "local":
-        sweep.run_local(pending, db_url, args.jobs, checkpoint_dir, log_dir, on_done)
+        run_local(pending, db_url, args.jobs, checkpoint_dir, log_dir, on_done, isolation=args.isolation,
+                  recycle_after=args.recycle_after, run_timeout=args.run_timeout)
     else:
         sweep.run_submitit(pending, db_url, checkpoint_dir, args.executor, slurm_options, log_dir / "submitit",
                            wait=args.executor == "submitit-local" or args.wait, on_done=on_done)
@@ -246,7 +256,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UserError(f"no run with id {args.run_id} in {resolve_db_url(args.db)}; see `bench runs`")
     fields = ["id", "status", "error", "task", "task_version", "dataset", "model", "estimator", "preset", "seed",
               "config_hash", "started_at", "finished_at", "wall_time_s", "n_params", "n_binary_params",
-              "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb"]
+              "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb", "startup_s", "teardown_s"]
     for name in fields:
         print(f"{name:16} {getattr(run, name)}")
     print("metrics")
@@ -316,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", help="local (default), slurm or submitit-local")
     p.add_argument("--jobs", "--workers", dest="jobs", type=int, default=1,
                    help="local executor: runs at once (default 1; --workers is its former name)")
+    p.add_argument("--isolation", default="pool",
+                   help="local executor: pool (default: long-lived workers that import once and run job after "
+                        "job) or process (a fresh process per run)")
+    p.add_argument("--recycle-after", type=int, default=DEFAULT_RECYCLE_AFTER, metavar="K",
+                   help=f"pool: replace a worker after K runs (default {DEFAULT_RECYCLE_AFTER}) and after a failed run")
+    p.add_argument("--run-timeout", type=float, default=None, metavar="SECONDS",
+                   help="local executor: kill a run (and its worker) that runs longer and record it as failed")
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="sbatch option for the slurm executor, e.g. partition=gpu time=720 gpus_per_node=1")
     p.add_argument("--wait", action="store_true", help="slurm executor: wait for the jobs and report outcomes")

@@ -106,6 +106,10 @@ class Run(Base):
     train_step_ms: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     peak_memory_mb: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     wall_time_s: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    #: harness overhead: from the executor handing the run over to its first training step, and
+    #: from the task's return to the closing write (finished runs)
+    startup_s: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    teardown_s: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     provenance: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
     #: the report's row label: the estimator plus the hyperparameters that differ from its defaults
     variant: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
@@ -608,13 +612,17 @@ class ResultsDB:
         self._write(work)
         self._claims.pop(run_id, None)
 
-    def close_orphan(self, run_id: int, reason: str, heartbeat_at: dt.datetime) -> bool:
-        """Mark a row interrupted whose process died without closing it; False if it changed
-        since it was read (closed, or marked and resumed by another process meanwhile)."""
+    def close_orphan(self, run_id: int, reason: str, heartbeat_at: dt.datetime, status: str = "interrupted") -> bool:
+        """Close a row whose process died without closing it (``interrupted``, or ``failed`` for
+        one killed for running past its time); False if it changed since it was read (closed, or
+        marked and resumed by another process meanwhile)."""
+        if status not in ("interrupted", "failed"):
+            raise ValueError(f"an orphaned run closes as interrupted or failed, not {status!r}")
+
         def work(s: Session) -> bool:
             return s.execute(update(Run).where(
                 Run.id == run_id, Run.status == "running", Run.heartbeat_at == heartbeat_at,
-            ).values(status="interrupted", error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
+            ).values(status=status, error=reason, finished_at=Run.heartbeat_at)).rowcount == 1
 
         return self._write(work)
 
@@ -742,12 +750,13 @@ class ResultsDB:
             rows = s.execute(
                 select(Run.id, Run.config_hash, Run.task, Run.dataset, Run.model, Run.estimator, Run.variant,
                        Run.preset, Run.seed, Run.n_params, Run.n_binary_params, Run.binary_ops, Run.float_ops,
-                       Run.train_step_ms, Run.peak_memory_mb, Run.provenance)
+                       Run.train_step_ms, Run.peak_memory_mb, Run.wall_time_s, Run.startup_s, Run.teardown_s,
+                       Run.provenance)
                 .where(Run.status == "finished")
             ).all()
         columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "variant", "preset", "seed",
                    "n_params", "n_binary_params", "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb",
-                   "device", "host"]
+                   "wall_time_s", "startup_s", "teardown_s", "device", "host"]
         frame = pd.DataFrame([(*row[:-1], (row[-1] or {}).get("device"), (row[-1] or {}).get("host")) for row in rows],
                              columns=columns)
         if frame.empty:

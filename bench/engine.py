@@ -105,14 +105,18 @@ class Divergence(Hook):
 
 
 class Timing(Hook):
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.timer = StepTimer(device)
+    """Step time and peak memory, and the wall-clock start of the run's first step."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.device, self.timeline = context.device, context.timeline
+        self.timer = StepTimer(self.device)
 
     def before_train(self, state: TrainState) -> None:
         reset_peak_memory(self.device)
 
     def before_step(self, state: TrainState) -> None:
+        if self.timeline.first_step is None:
+            self.timeline.first_step = time.time()
         self.timer.start()
 
     def after_step(self, state: TrainState) -> None:
@@ -191,7 +195,7 @@ class Checkpointing(Hook):
 
 def standard_hooks(context: RunContext, unit: str = "ex") -> list[Hook]:
     """The hooks of every training run, in the order they are called."""
-    return [EstimatorProgress(), Timing(context.device), Divergence(), ProgressBar(context.quiet, unit),
+    return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit),
             Curves(context), Checkpointing(context)]
 
 

@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Optional
@@ -29,7 +30,7 @@ from bench.config import RunConfig
 from bench.plugins import get_task
 from bench.db import DatabaseError, ResultsDB, RunClaimed, stale_limit_s
 from bench.errors import Diverged, RunInterrupted, UserError
-from bench.api import Reporter, RunContext, TaskResult
+from bench.api import Reporter, RunContext, TaskResult, Timeline
 from bench.training import pick_device
 from bench.validation import check_values
 
@@ -89,12 +90,15 @@ def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpo
 
 def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, quiet: bool = False,
             device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR,
-            checked: bool = False) -> RunOutcome:
+            checked: bool = False, started_at: Optional[float] = None) -> RunOutcome:
     """Run one config and record it (in a multi-process run, only rank 0 touches ``db``).
 
     ``checked``: the caller built the config and ran ``bench.validation.check_runs`` on it (the
     CLI); otherwise (a sweep worker, a Slurm job) its values and data are checked here first.
+    ``started_at``: when the executor handed the run over (time.time(); default now), the start
+    of the harness overhead stored as ``startup_s``.
     """
+    started_at = time.time() if started_at is None else started_at
     task = get_task(config.task)
     if not checked:
         check_values(config, task)
@@ -109,7 +113,7 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
     if isinstance(claim, RunOutcome):
         distributed.broadcast("skip")
         return claim
-    return _execute(config, task, db, *claim, quiet, device)
+    return _execute(config, task, db, *claim, quiet, device, started_at)
 
 
 def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional[str],
@@ -195,13 +199,14 @@ def _prepare_checkpoint(db: ResultsDB, run_id: int, checkpoint: Checkpointer, re
 
 
 def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, resuming: bool,
-             quiet: bool, device: Optional[str]) -> RunOutcome:
+             quiet: bool, device: Optional[str], started_at: float) -> RunOutcome:
     """From the claimed row to its close: whatever happens here, the row does not stay running."""
     context = RunContext(
         device=pick_device(device), checkpoint=checkpoint, quiet=quiet,
         reporter=Reporter(on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
                           on_info=lambda fields: db.update_run(run_id, **fields),
                           on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch)),
+        timeline=Timeline(started=started_at),
     )
     told_ranks = False
     try:
@@ -210,6 +215,7 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
             told_ranks = True  # before the broadcast: an interrupt after it must not send a second one
             distributed.broadcast("run")  # the other ranks start once the checkpoint folder is settled
             result: TaskResult = task.run(config, context)
+        returned_at = time.time()
         bad = {k: v for k, v in result.metrics.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
@@ -242,6 +248,9 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
     fields = {k: getattr(result, k) for k in _RESULT_FIELDS if getattr(result, k) is not None}
     if result.scope is not None:
         fields["scope"] = result.scope
+    if context.timeline.first_step is not None:
+        fields["startup_s"] = context.timeline.first_step - started_at
+    fields["teardown_s"] = time.time() - returned_at
     db.finish_run(run_id, "finished", metrics=metrics, **fields)
     checkpoint.discard()  # only once the row is written: a failed write keeps the state
     return RunOutcome(run_id, "finished", dict(result.metrics))

@@ -19,8 +19,9 @@ Executors (each run is isolated: one crash never stops the others; a run that ra
 recorded as failed with its reason, and a worker that died without closing its row (kill -9,
 out of memory) leaves it interrupted, so the next sweep resumes it from its checkpoint):
 
-    local           N runs at once on this machine (``--jobs``, default 1); each run
-                    is its own ``python -m bench.worker`` process
+    local           N runs at once on this machine (``--jobs``, default 1), in a pool of
+                    long-lived worker processes or one process per run (``--isolation``;
+                    bench.local_executor)
     slurm           one Slurm job per run, as a job array, through submitit (``--slurm
                     key=value`` passes sbatch options: partition, time, gpus_per_node, ...)
     submitit-local  submitit's local executor: the Slurm code path on this machine (tests)
@@ -29,15 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +38,7 @@ from bench.config import RunConfig, build_config
 from bench.plugins import get_task
 from bench.db import DatabaseError, ResultsDB
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
+from bench.local_executor import SweepResult
 from bench.options import split_pair
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -161,26 +154,22 @@ def expand(grid: Grid) -> list[RunConfig]:
 
 
 # -- executors ----------------------------------------------------------------------------------
-@dataclasses.dataclass
-class SweepResult:
-    config: RunConfig
-    status: str  # finished | skipped | failed | diverged | interrupted | submitted | not started
-    detail: str = ""
-
-
 def label(config: RunConfig) -> str:
     hparams = ",".join(f"{k}={v}" for k, v in sorted(config.estimator_hparams.items()))
     return f"{config.task}/{config.dataset}/{config.model} {config.estimator}({hparams}) seed {config.seed}"
 
 
-def run_config_job(config_values: dict, db_url: str, checkpoint_dir: Optional[str]) -> tuple[str, str]:
-    """Execute one config in this process (the body of a local worker or a Slurm job)."""
+def run_config_job(config_values: dict, db_url: str, checkpoint_dir: Optional[str],
+                   dispatched_at: Optional[float] = None) -> tuple[str, str]:
+    """Execute one config in this process (the body of a local worker or a Slurm job);
+    ``dispatched_at``: when the executor handed it over (the start of its stored startup_s)."""
     from bench.runner import execute
 
     config = RunConfig.from_dict(config_values)
     try:
         with sigterm_as_interrupt():
-            outcome = execute(config, ResultsDB(db_url), quiet=True, checkpoint_dir=checkpoint_dir)
+            outcome = execute(config, ResultsDB(db_url), quiet=True, checkpoint_dir=checkpoint_dir,
+                              started_at=dispatched_at)
     except (UserError, DatabaseError) as exc:
         return "failed", str(exc)
     except RunInterrupted as exc:
@@ -188,83 +177,6 @@ def run_config_job(config_values: dict, db_url: str, checkpoint_dir: Optional[st
     except KeyboardInterrupt:  # before the run had a row
         return "interrupted", "stopped before the run started"
     return outcome.status, outcome.error or ""
-
-
-def _close_orphan(db: ResultsDB, config: RunConfig, pid: int, reason: str) -> bool:
-    """The row of a worker that died without closing it (kill -9, out of memory, a segfault):
-    one rule, whatever it printed: interrupted, so the next sweep resumes it from its last
-    checkpoint. Only the dead worker's own row is touched (matched by host and pid); False
-    when it had none (it died before claiming one)."""
-    orphan = db.latest_run(config.hash(), "running")
-    info = (orphan.provenance or {}) if orphan is not None else {}
-    if orphan is None or info.get("pid") != pid or info.get("host") != socket.gethostname():
-        return False
-    return db.close_orphan(orphan.id, f"{reason}; rerun the sweep to resume", orphan.heartbeat_at)
-
-
-def run_local(configs: list[RunConfig], db_url: str, jobs: int, checkpoint_dir: Optional[str],
-              log_dir: Path, on_done) -> list[SweepResult]:
-    """Each config in its own ``python -m bench.worker`` process, ``jobs`` at a time.
-
-    Ctrl-C (or SIGTERM) stops the sweep: no new worker starts, the running ones get SIGTERM
-    (each closes its row as interrupted), and RunInterrupted says so.
-    """
-    log_dir.mkdir(parents=True, exist_ok=True)
-    db = ResultsDB(db_url)
-    lock = threading.Lock()
-    stopping = threading.Event()
-    live: dict[int, subprocess.Popen] = {}
-
-    def one(config: RunConfig) -> SweepResult:
-        with lock:
-            if stopping.is_set():
-                return SweepResult(config, "not started", "the sweep was stopped")
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump({"config": config.to_dict(), "db": db_url, "checkpoint_dir": checkpoint_dir}, handle)
-        log = log_dir / f"{config.hash()[:16]}.log"
-        try:
-            with open(log, "w") as out:
-                # a session of its own: a terminal's Ctrl-C reaches the sweep, which passes it on once
-                worker = subprocess.Popen([sys.executable, "-m", "bench.worker", handle.name], stdout=out,
-                                          stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                          start_new_session=True)
-                with lock:
-                    live[worker.pid] = worker
-                    if stopping.is_set():  # the stop came while it was starting
-                        worker.send_signal(signal.SIGTERM)
-                code = worker.wait()
-                with lock:
-                    live.pop(worker.pid, None)
-        finally:
-            os.unlink(handle.name)
-        lines = log.read_text().strip().splitlines()
-        try:
-            status, detail = json.loads(lines[-1])
-        except (IndexError, TypeError, ValueError):  # it died before reporting its [status, detail] line
-            reason = f"worker process died (exit status {code}); log: {log}"
-            with lock:
-                closed = _close_orphan(db, config, worker.pid, reason)
-            status, detail = ("interrupted", reason) if closed else ("failed", reason + " (before its run started)")
-        result = SweepResult(config, status, detail)
-        with lock:
-            on_done(result)
-        return result
-
-    pool = ThreadPoolExecutor(max_workers=max(jobs, 1))
-    futures = [pool.submit(one, config) for config in configs]
-    try:
-        return [future.result() for future in futures]
-    except KeyboardInterrupt as exc:
-        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
-        with lock:
-            stopping.set()
-            for worker in live.values():  # SIGTERM: a worker may have inherited an ignored SIGINT
-                worker.send_signal(signal.SIGTERM)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise RunInterrupted(f"the sweep was stopped by {signal.Signals(signum).name}: its running runs are "
-                             "marked interrupted; rerun the sweep to resume them", signum) from None
-    finally:
-        pool.shutdown(wait=True)
 
 
 def parse_slurm_options(pairs: list[str]) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def test_a_run_whose_row_was_taken_over_stops_at_its_next_write(tmp_path):
 
 
 def test_a_dead_workers_cleanup_touches_only_its_own_row(tmp_path):
-    from bench.sweep import _close_orphan
+    from bench.local_executor import close_dead_run
 
     db = ResultsDB(f"sqlite:///{tmp_path}/bench.sqlite")
     config = build_config("classification", "ste", dataset="digits")
@@ -194,11 +194,13 @@ def test_a_dead_workers_cleanup_touches_only_its_own_row(tmp_path):
     run_id = db.start_run(config_hash=config.hash(), config={}, task="t", task_version="1", dataset="d", model="m",
                           estimator="e", preset="p", seed=0,
                           provenance={"pid": live_pid, "host": socket.gethostname()})
-    assert not _close_orphan(db, config, live_pid + 1, "another worker died")  # died before claiming
+    assert not close_dead_run(db, config, live_pid + 1, "another worker died")  # died before claiming
     assert db.get_run(run_id).status == "running"
-    assert _close_orphan(db, config, live_pid, "worker process died (exit status -9)")
+    assert close_dead_run(db, config, live_pid, "worker process died (signal SIGKILL); rerun the sweep to resume")
     row = db.get_run(run_id)
     assert row.status == "interrupted" and row.error.endswith("; rerun the sweep to resume")
+    with pytest.raises(ValueError, match="interrupted or failed"):
+        db.close_orphan(run_id, "x", row.heartbeat_at, status="finished")
 
 
 # -- 3. and 8. checkpoints are data: planted, truncated, foreign files ---------------------------
@@ -406,7 +408,7 @@ def test_a_sweep_worker_killed_mid_run_leaves_a_resumable_row_that_the_next_swee
     assert "interrupted: classification/digits" in sweep.stderr.read()
     killed = ResultsDB(db_url).get_run(row.id)
     assert killed.status == "interrupted"
-    assert killed.error.startswith("worker process died (exit status -9)") and "rerun the sweep to resume" in killed.error
+    assert killed.error.startswith("worker process died (signal SIGKILL)") and "rerun the sweep to resume" in killed.error
 
     again = _bench_process(*args)
     assert again.wait(timeout=600) == 0, again.stderr.read()

@@ -48,14 +48,17 @@ def test_grid_file_yaml_and_toml_give_the_same_configs(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_runs_on_two_workers_and_a_second_sweep_executes_nothing(paths, capsys):
-    args = ["--estimator", "clipped_ste", "surge", "--seeds", "0", "1", "--jobs", "2"]
+@pytest.mark.parametrize("isolation, processes", [("pool", 2), ("process", 4)])
+def test_sweep_runs_on_two_workers_and_a_second_sweep_executes_nothing(paths, capsys, isolation, processes):
+    args = ["--estimator", "clipped_ste", "surge", "--seeds", "0", "1", "--jobs", "2", "--isolation", isolation]
     assert _sweep(paths, *args) == 0
     runs = ResultsDB(paths["db"]).list_runs()
     assert sorted((r.estimator, r.seed, r.status) for r in runs) == [
         ("clipped_ste", 0, "finished"), ("clipped_ste", 1, "finished"),
         ("surge", 0, "finished"), ("surge", 1, "finished")]
-    assert len({r.provenance["pid"] for r in runs}) == 4  # each run in its own process
+    # two long-lived workers, or a process per run
+    assert len({r.provenance["pid"] for r in runs}) == processes
+    assert all(r.startup_s is not None and r.teardown_s is not None for r in runs)
     capsys.readouterr()
     assert _sweep(paths, *args) == 0
     assert "4 configs, 4 already finished, 0 to run" in capsys.readouterr().out
@@ -96,6 +99,9 @@ def test_submitit_local_executor_runs_the_slurm_code_path(paths):
     ("unknown grid key", ["--grid", "KEYS"], "unknown key(s) estimator; valid keys"),
     ("missing grid file", ["--grid", "/nonexistent/grid.yaml"], "grid file not found"),
     ("unknown executor", ["--estimator", "ste", "--executor", "kubernetes"], "unknown executor 'kubernetes'; valid"),
+    ("unknown isolation", ["--estimator", "ste", "--isolation", "thread"], "unknown isolation 'thread'; valid choices: pool, process"),
+    ("no runs per worker", ["--estimator", "ste", "--recycle-after", "0"], "--recycle-after must be >= 1"),
+    ("negative timeout", ["--estimator", "ste", "--run-timeout", "-5"], "--run-timeout must be > 0 seconds"),
     ("bad Slurm option", ["--estimator", "ste", "--executor", "slurm", "--slurm", "partitio=gpu"],
      "unknown Slurm option 'partitio'; valid options: job_name, partition"),
     ("unknown estimator", ["--estimator", "sureg"], "unknown estimator 'sureg'; valid choices"),
