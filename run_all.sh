@@ -5,7 +5,8 @@
 #   ./run_all.sh --preset paper    the papers' recipes (GPU machines; days)
 #
 # Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b",
-#          --jobs N (runs at once, default 1), --executor local|slurm (with --slurm key=value ...).
+#          --jobs N (runs at once, default 1), --isolation pool|process (local executor: long-lived
+#          workers, the default, or a process per run), --executor local|slurm (with --slurm key=value ...).
 # The quick preset runs detection (minutes a run on a CPU) with seed 0 only unless --seeds is given.
 # Finished runs are skipped, so rerunning resumes where a previous call stopped.
 set -euo pipefail
@@ -26,8 +27,8 @@ while [ $# -gt 0 ]; do
         --data-root) data_args=(--data-root "$2"); shift 2 ;;
         --estimators) only_estimators=$2; shift 2 ;;
         --jobs|--workers) sweep_args+=(--jobs "$2"); shift 2 ;;  # --workers: the former name
-        --executor|--slurm) sweep_args+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --executor|--slurm|--isolation) sweep_args+=("$1" "$2"); shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +47,7 @@ for task in $tasks; do
         task_seeds="0"
     fi
     echo "== $task ($preset): $estimators x seeds $task_seeds"
-    # bench sweep skips finished configs and isolates each run in its own process
+    # bench sweep skips finished configs; one run's crash or hang never stops the others
     bench sweep --task "$task" --estimator $estimators --seeds $task_seeds --preset "$preset" \
         "${db_args[@]}" "${data_args[@]}" "${sweep_args[@]}" || failed=$((failed + 1))
 done

@@ -96,7 +96,6 @@ class Reporter:
 
 
 @dataclasses.dataclass
-@dataclasses.dataclass
 class Timeline:
     """Wall-clock marks (time.time()) of one run, from which the runner stores its harness
     overhead: ``started`` when an executor handed the run over, ``first_step`` when its first

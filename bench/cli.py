@@ -206,8 +206,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             bar.write(f"{result.status}: {sweep.label(result.config)}: {result.detail}", file=sys.stderr)
 
     if args.executor == "local":
-        run_local(pending, db_url, args.jobs, checkpoint_dir, log_dir, on_done, isolation=args.isolation,
-                  recycle_after=args.recycle_after, run_timeout=args.run_timeout)
+        results = run_local(pending, db_url, args.jobs, checkpoint_dir, log_dir, on_done, isolation=args.isolation,
+                            recycle_after=args.recycle_after, run_timeout=args.run_timeout)
+        unreported = sum(result.status == "not started" for result in results)
+        if unreported:
+            counts["not started"] = counts.get("not started", 0) + unreported
     else:
         sweep.run_submitit(pending, db_url, checkpoint_dir, args.executor, slurm_options, log_dir / "submitit",
                            wait=args.executor == "submitit-local" or args.wait, on_done=on_done)

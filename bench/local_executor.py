@@ -65,7 +65,10 @@ def close_dead_run(db: ResultsDB, config: RunConfig, pid: int, reason: str, stat
 
 def _death_reason(code: Optional[int]) -> str:
     if code is not None and code < 0:
-        return f"worker process died (signal {signal.Signals(-code).name})"
+        try:
+            return f"worker process died (signal {signal.Signals(-code).name})"
+        except ValueError:  # a real-time signal has no name
+            return f"worker process died (signal {-code})"
     return f"worker process died (exit status {code})"
 
 
@@ -90,8 +93,9 @@ class _Slot:
     def terminate(self) -> None:
         """SIGTERM to the worker (a worker may have inherited an ignored SIGINT)."""
         with self.lock:
-            if self.process is not None and self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
+            process = self.process
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
 
     def started(self, process: subprocess.Popen) -> None:
         with self.lock:
@@ -100,10 +104,15 @@ class _Slot:
                 process.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the worker and its data-loader children
-        if self.process is not None:
-            self.process.wait()
+        """SIGKILL to the worker's process group (it and its data-loader children), then reap it."""
+        process = self.process
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # the group is gone already
+            pass
+        process.wait()
 
     def dead_run(self, config: RunConfig, log: Path, timed_out: bool) -> SweepResult:
         """The outcome of a run whose worker died or was killed, its row closed."""
@@ -112,9 +121,15 @@ class _Slot:
             reason, status = f"timed out after {self.run_timeout:g} s (--run-timeout); killed with its worker", "failed"
         else:
             reason, status = _death_reason(self.process.returncode) + "; rerun the sweep to resume", "interrupted"
-        reason += f"; log: {log}"
-        closed = close_dead_run(self.db, config, pid, reason, status)
-        return SweepResult(config, status, reason) if closed else SweepResult(config, "failed", reason + " (before its run started)")
+        if close_dead_run(self.db, config, pid, f"{reason}; log: {log}", status):
+            return SweepResult(config, status, f"{reason}; log: {log}")
+        reason = reason.split("; rerun")[0]
+        return SweepResult(config, "failed", f"{reason}, holding no running row (it had not claimed one, or its row "
+                                             f"was closed meanwhile; see bench runs); log: {log}")
+
+    def reset(self) -> None:
+        """After an error of the executor itself: no worker of this slot survives it."""
+        self.kill()
 
     def close(self) -> None:
         pass
@@ -170,49 +185,71 @@ class PoolSlot(_Slot):
         self.runs_done = 0
 
     def _retire(self, graceful: bool) -> None:
-        if self.process is not None:
-            if graceful and self.process.poll() is None:
+        process = self.process
+        if process is not None:
+            if graceful and process.poll() is None:
                 try:
-                    self.process.stdin.close()  # end of jobs: the worker exits
-                    self.process.wait(timeout=30)
+                    process.stdin.close()  # end of jobs: the worker exits
+                    process.wait(timeout=30)
                 except (OSError, subprocess.TimeoutExpired):
                     pass
             self.kill()
-            if self.process.stdin is not None and not self.process.stdin.closed:
-                self.process.stdin.close()
+            try:
+                process.stdin.close()
+            except OSError:  # what a dead worker left unread in the pipe
+                pass
         if self.results is not None:
             self.results.close()
-        self.process, self.results = None, None
+        with self.lock:
+            self.process, self.results = None, None
+
+    def _send(self, job: dict) -> bool:
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+            return True
+        except OSError:  # it died while idle
+            return False
 
     def run(self, config: RunConfig, log: Path) -> SweepResult:
-        if self.process is None or self.process.poll() is not None:
+        job = self.job(config, log)
+        for _ in range(2):  # a worker found dead while idle is replaced once
+            if self.process is None or self.process.poll() is not None:
+                self._retire(graceful=False)
+                self._start()
+            if self._send(job):
+                break
             self._retire(graceful=False)
-            self._start()
-        try:
-            self.process.stdin.write(json.dumps(self.job(config, log)) + "\n")
-            self.process.stdin.flush()
-        except OSError:  # it died while idle: the run never started there
-            pass
+        else:
+            return SweepResult(config, "failed", f"two new pool workers died before taking the run; see "
+                                                 f"{self.log_dir / f'worker-{self.index}.log'}")
         deadline = None if self.run_timeout is None else time.monotonic() + self.run_timeout
-        while True:
-            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            ready, _, _ = select.select([self.results], [], [], wait)
-            if not ready:  # past its time: the worker is stuck in it
-                self.kill()
+        wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        ready, _, _ = select.select([self.results], [], [], wait)
+        if not ready:  # past its time: the worker is stuck in it
+            self.kill()
+            if not select.select([self.results], [], [], 0)[0] or not (line := self.results.readline()):
                 result = self.dead_run(config, log, timed_out=True)
                 self._retire(graceful=False)
                 return result
+        else:
             line = self.results.readline()
-            if not line:  # end of file: the worker died mid-run
-                self.process.wait()
-                result = self.dead_run(config, log, timed_out=False)
-                self._retire(graceful=False)
-                return result
-            status, detail = json.loads(line)
-            self.runs_done += 1
-            if status in ("failed", "interrupted") or self.runs_done >= self.recycle_after:
-                self._retire(graceful=True)  # a failed run may leave the process in a bad state
-            return SweepResult(config, status, detail)
+        if not line:  # end of file: the worker died mid-run
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            result = self.dead_run(config, log, timed_out=False)
+            self._retire(graceful=False)
+            return result
+        status, detail = json.loads(line)
+        self.runs_done += 1
+        if status in ("failed", "interrupted") or self.runs_done >= self.recycle_after or self.process.poll() is not None:
+            self._retire(graceful=True)  # a failed run may leave the process in a bad state
+        return SweepResult(config, status, detail)
+
+    def reset(self) -> None:
+        self._retire(graceful=False)
 
     def close(self) -> None:
         self._retire(graceful=True)
@@ -243,7 +280,12 @@ def run_local(configs: list[RunConfig], db_url: str, jobs: int, checkpoint_dir: 
                     index, config = todo.get_nowait()
                 except queue.Empty:
                     return
-                result = slot.run(config, log_dir / f"{config.hash()[:16]}.log")
+                try:
+                    result = slot.run(config, log_dir / f"{config.hash()[:16]}.log")
+                except Exception as exc:  # noqa: BLE001 - the executor's own error costs this run only
+                    slot.reset()
+                    result = SweepResult(config, "failed", f"the local executor failed to run it: "
+                                                           f"{type(exc).__name__}: {exc}")
                 with lock:
                     results[index] = result
                     on_done(result)

@@ -9,6 +9,7 @@ import random
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
@@ -90,15 +91,32 @@ class StepTimer:
         return 1000 * self.total / timed if timed > 0 else None
 
 
+_PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
 def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator statistics; on Linux the process's peak RSS (VmHWM),
+    so a run in a long-lived sweep worker measures its own peak, not an earlier run's."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        _PROC_CLEAR_REFS.write_text("5")
+    except OSError:  # not Linux: ru_maxrss below, the peak since the process started
+        pass
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated by tensors on CUDA; the process's peak RSS on CPU."""
+    """Peak GPU memory allocated by tensors on CUDA; on CPU the process's peak RSS since the last
+    reset_peak_memory (Linux), or since it started (elsewhere)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 

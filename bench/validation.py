@@ -164,8 +164,13 @@ def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: 
     """What a batch of built configs will use beyond their values, before any row exists or
     any worker starts; returns the checkpoint folder as an absolute path (None: none)."""
     from bench.plugins import get_task
+    from estimators.fused import fused_enabled
 
     check_device(device)
+    try:
+        fused_enabled()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     folder = writable_folder(checkpoint_dir, "checkpoint folder") if checkpoint_dir is not None else None
     checked_sources: set[str] = set()
     for config in configs:

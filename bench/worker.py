@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from typing import Iterator
 
 from bench.sweep import run_config_job
@@ -61,11 +62,18 @@ def serve(result_fd: int) -> int:
     with os.fdopen(result_fd, "w") as results:
         for number, line in enumerate(sys.stdin, start=1):
             job = json.loads(line)
+            environment = dict(os.environ)  # what a run sets (offline flags, ...) ends with it
             with output_to(job["log"]):
                 print(f"bench pool worker {os.getpid()}, its run {number}", flush=True)
-                status, detail = run_config_job(job["config"], job["db"], job["checkpoint_dir"],
-                                                job.get("dispatched_at"))
+                try:
+                    status, detail = run_config_job(job["config"], job["db"], job["checkpoint_dir"],
+                                                    job.get("dispatched_at"))
+                except Exception as exc:  # noqa: BLE001 - raised before the run had a row
+                    traceback.print_exc()
+                    status, detail = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
                 print(json.dumps([status, detail]), flush=True)  # as a one-run worker's log ends
+            os.environ.clear()
+            os.environ.update(environment)
             results.write(json.dumps([status, detail]) + "\n")
             results.flush()
             if status == "interrupted":

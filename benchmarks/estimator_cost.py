@@ -66,6 +66,7 @@ from torch import nn  # noqa: E402
 
 import estimators  # noqa: E402
 from bench.options import parse_into  # noqa: E402
+from benchmarks.output import publish  # noqa: E402
 from estimators.base import ElementwiseEstimator  # noqa: E402
 from estimators.fused import fused_enabled  # noqa: E402
 from tasks.classification.models import MODELS  # noqa: E402
@@ -446,11 +447,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             + (sys.argv[1:] if argv is None else list(argv))),
         "wall_s": time.perf_counter() - started,
     }
-    table = render(rows, meta, device)
-    print(table, end="")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table + f"\nCommand: `{meta['command']}`\n")
+    publish(render(rows, meta, device) + f"\nCommand: `{meta['command']}`", args.out)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str) + "\n")

@@ -19,6 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.output import publish  # noqa: E402
+
 
 def _settings(etas: list[float], fixed: list[float]) -> list[tuple[str, str, list[str]]]:
     rows = [("clipped_ste", "clipped_ste", [])]
@@ -85,11 +87,7 @@ def main() -> None:
                      f"{', '.join(f'{a:.2f}' for a in accs)} |")
     if problems:
         lines += ["", "not finished: " + "; ".join(problems)]
-    print("\n".join(lines))
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ if not __package__:  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.config import build_config  # noqa: E402
+from benchmarks.output import publish  # noqa: E402
 from bench.db import ResultsDB  # noqa: E402
 from bench.local_executor import ISOLATIONS, run_local  # noqa: E402
 
@@ -89,11 +90,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                      f"{spread(every('startup_s'))} | {spread(every('teardown_s'))} | {spread(every('run_wall_s'))} |")
     ratios = [p["wall_s"] / q["wall_s"] for p, q in zip(measured["process"], measured["pool"])]
     lines += ["", f"Sweep wall time, process / pool, per round: {', '.join(f'{r:.2f}x' for r in ratios)}."]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table + "\n")
+    publish("\n".join(lines), args.out)
     return 0
 
 

@@ -110,6 +110,14 @@ class ElementwiseEstimator(Estimator):
     weights_use_identity: ClassVar[bool] = False
     derivative: ClassVar[Optional[Derivative]] = None
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "activation_grad" in vars(cls) and "derivative" not in vars(cls):
+            raise TypeError(f"{cls.__name__}: write the surrogate's derivative as a static method "
+                            f"derivative(x, *constants) with constants() returning their values (see "
+                            f"estimators/clipped_ste.py); overriding activation_grad alone would leave the "
+                            f"backward an identity")
+
     def surrogate(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 

@@ -38,7 +38,7 @@ class ClippedSTE(ElementwiseEstimator):
         return x.clamp(-self.c, self.c)
 
     @staticmethod
-    def derivative(x: Tensor, c: float) -> Tensor:
+    def derivative(x: Tensor, c: Tensor) -> Tensor:
         return x.abs().le_(c)  # in-place compare keeps the float dtype (bool masks are slow on CPU)
 
     def constants(self) -> tuple:

@@ -9,7 +9,7 @@ the result once: one C++/OpenMP kernel on CPU, one Triton kernel on CUDA.
   estimator's eager ``activation_grad`` calls the same function, so the tests of the closed
   forms check what the kernel computes.
 * The constants (FDA's term count, ReSTE's o, ...) reach the derivative as 0-dim float64
-  tensors on x's device, never as Python numbers: torch.compile would bake a number into the
+  tensors (float32 on MPS) on x's device, never as Python numbers: torch.compile would bake a number into the
   kernel and recompile whenever a schedule moves it. Write derivatives with tensor operations
   on them (``x * t``, ``x.abs().le_(c)``, ``torch.where(m, c, y)``); the results keep x's dtype.
 * Shapes are dynamic and contiguous tensors are passed flat, so one compiled kernel serves every
@@ -54,7 +54,7 @@ def constant_tensors(values: tuple, device: torch.device) -> tuple[Tensor, ...]:
 def _constants_on(values: tuple[float, ...], device: torch.device) -> tuple[Tensor, ...]:
     # One small tensor per distinct set of constants and device; on CUDA an asynchronous copy
     # from pinned memory, so a schedule that moves every step adds no host synchronisation.
-    host = torch.tensor(values, dtype=torch.float64)
+    host = torch.tensor(values, dtype=torch.float32 if device.type == "mps" else torch.float64)  # MPS: no float64
     if device.type == "cuda":
         host = host.pin_memory().to(device, non_blocking=True)
     elif device.type != "cpu":
@@ -129,9 +129,10 @@ def _compiled(derivative: Derivative) -> Callable:
             op_by_op = True
             return times_grad(x, grad, *constants)
         except torch._dynamo.exc.BackendCompilerFailed as error:
+            inner = str(error.inner_exception).strip().splitlines()
             raise RuntimeError(
-                f"could not compile the fused backward {name} ({type(error.inner_exception).__name__}): "
-                f"torch.compile needs a C++ compiler on CPU and Triton on CUDA; install them, or set "
-                f"{ENV_VAR}=0 to run the surrogate op by op") from error
+                f"could not compile the fused backward {name} ({type(error.inner_exception).__name__}: "
+                f"{inner[0][:200] if inner else ''}): torch.compile needs a C++ compiler on CPU and Triton on "
+                f"CUDA; install them, or set {ENV_VAR}=0 to run the surrogate op by op") from error
 
     return kernel

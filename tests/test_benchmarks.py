@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end (tiny settings) and write the tables they promise; their
+figures are measured by running them, not here."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import estimator_cost, run_profile, sweep_overhead
+
+
+def test_estimator_cost_writes_a_table_with_a_verdict_per_estimator(tmp_path, capsys):
+    out = tmp_path / "cost.md"
+    estimator_cost.main(["--estimators", "clipped_ste,fda", "--batch-size", "4", "--steps", "1", "--rounds", "1",
+                         "--warmup", "0", "--threads", "1", "--no-memory", "--out", str(out)])
+    table = out.read_text()
+    assert "surrogate backward: fused (torch.compile)" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert rows["clipped_ste"].rstrip().endswith("| reference | - |")
+    assert "time <= 1.10x, mem <= 1.05x" in rows["fda"] and ("PASS" in rows["fda"] or "FAIL" in rows["fda"])
+
+
+@pytest.mark.slow
+def test_sweep_overhead_compares_both_isolations(tmp_path, capsys):
+    out = tmp_path / "overhead.md"
+    sweep_overhead.main(["--runs", "2", "--rounds", "1", "--estimator", "ste", "--out", str(out)])
+    table = out.read_text()
+    assert "| pool |" in table and "| process |" in table and "process / pool, per round:" in table
+
+
+@pytest.mark.slow
+def test_run_profile_gives_every_second_of_a_run_to_one_phase(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "profile.json"
+    launched = __import__("time").time()
+    # the child's own entry point, in this process: the quick classification run, instrumented
+    run_profile.child("classification", "ste", launched, out)
+    profile = __import__("json").loads(out.read_text())
+    assert profile["status"] == "finished"
+    phases = profile["phases"]
+    assert set(phases) == set(run_profile.PHASES)
+    assert all(seconds >= 0 for seconds in phases.values())
+    for phase in ("database", "load data", "build model", "batches", "train step", "evaluation", "checkpointing"):
+        assert phases[phase] > 0, phase
+    assert sum(phases.values()) == pytest.approx(profile["total_s"], rel=0.02)
