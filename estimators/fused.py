@@ -25,8 +25,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import warnings
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -35,6 +36,24 @@ ENV_VAR = "BENCH_FUSED_BACKWARD"
 
 Derivative = Callable[..., Tensor]
 SurrogateBackward = Callable[[Tensor, Tensor], Tensor]
+
+
+class _KernelCalls(threading.local):
+    depth = 0
+    held: Optional[int] = None
+
+
+_calls = _KernelCalls()
+
+
+def hold_signal(signum: int) -> bool:
+    """For a signal handler that raises KeyboardInterrupt: True when this thread is inside a
+    compiled kernel call, which then raises KeyboardInterrupt(signum) as it returns. Raised
+    inside torch.compile's guards or wrappers, the interrupt could be lost there."""
+    if _calls.depth:
+        _calls.held = signum
+        return True
+    return False
 
 
 def fused_enabled() -> bool:
@@ -118,6 +137,16 @@ def _compiled(derivative: Derivative) -> Callable:
     op_by_op = False
 
     def kernel(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
+        _calls.depth += 1
+        try:
+            return call(x, grad, *constants)
+        finally:
+            _calls.depth -= 1
+            if not _calls.depth and _calls.held is not None:
+                signum, _calls.held = _calls.held, None
+                raise KeyboardInterrupt(signum)
+
+    def call(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
         nonlocal op_by_op
         if op_by_op:
             return times_grad(x, grad, *constants)
