@@ -82,10 +82,12 @@ class RunConfig:
         payload["options"] = {renamed.get(k, k): v for k, v in self.options.items()}
         return _digest(payload)
 
-    def cache_folder(self, root) -> Path:
+    def cache_folder(self, root, task_version: Optional[str] = None) -> Path:
         """``root/<hash prefix>``: where a family caches what this config trains once (a teacher,
-        a pre-trained detector). A folder made under identity rule 1 is moved to the new name."""
-        folder = Path(root) / self.hash()[:16]
+        a pre-trained detector). ``task_version`` pins the version the hash uses, so a family
+        version bump that leaves this training alone keeps its cache. A folder made under
+        identity rule 1 is moved to the new name."""
+        folder = Path(root) / self.hash(task_version)[:16]
         legacy = Path(root) / self.hash_rule1()[:16]
         if not folder.exists() and legacy.is_dir():
             try:

@@ -110,6 +110,7 @@ def test_voc_0712_configs_build_mmdet_datasets_with_the_voc07_metric(tmp_path, s
     assert len(DATASETS.build(data.train)) == 3 + 5 and len(DATASETS.build(data.val)) == 4  # 07+12 -> 07 test
     subset = detection_data.build("voc", str(tmp_path), None, (96, 96), 2, 1, tmp_path)
     assert len(DATASETS.build(subset.train)) == 2 and len(DATASETS.build(subset.val)) == 1
+    assert data.eval_batch_size == 1  # images of many sizes: each scored alone, never padded to a neighbour
 
 
 def test_malformed_voc_xml_is_one_line_naming_the_file(tmp_path, small_set):
@@ -226,6 +227,30 @@ def test_binarized_convs_see_exactly_plus_minus_one_weights_and_inputs(cache_dir
         assert len(x.unique()) == 2, f"{name} sees one sign only: its input lost the sign"
         torch.testing.assert_close(weight, binary_sign(layers[name].weight.detach()) * scale, rtol=0, atol=0)
         assert layers[name].weight.grad is not None and layers[name].weight.grad.abs().sum() > 0
+
+
+def test_fmnist_det_images_score_the_same_in_a_batch_of_eight_as_alone(cache_dir):
+    """fmnist_det evaluates 8 images a batch: sound only because its images share one size, so
+    a batch pads nothing and a binarized detector scores each image as it would alone."""
+    from mmdet.registry import DATASETS
+    from mmengine.dataset import pseudo_collate
+
+    torch.manual_seed(0)
+    detector, _ = _detector(model="retinanet_r18_fpn", estimator="clipped_ste")
+    detector.eval()
+    data = detection_data.build("fmnist_det", None, str(cache_dir), (96, 96), None, 3, cache_dir)
+    assert data.eval_batch_size == 8
+    samples = [DATASETS.build(data.val)[i] for i in range(3)]
+
+    def head_outputs(batch):  # every level's class scores and box regressions, before any threshold
+        inputs = detector.data_preprocessor(pseudo_collate(batch), False)["inputs"]
+        return [level for outputs in detector._forward(inputs) for level in outputs]
+
+    with torch.no_grad():
+        together = head_outputs(samples)
+        for i, sample in enumerate(samples):
+            for level_together, level_alone in zip(together, head_outputs([sample]), strict=True):
+                torch.testing.assert_close(level_together[i], level_alone[0], rtol=1e-4, atol=1e-4)
 
 
 # -- hooks -----------------------------------------------------------------------------------

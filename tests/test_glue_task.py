@@ -223,3 +223,25 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_
     assert {m.name: m.value for m in resumed.metrics} == {m.name: m.value for m in reference.metrics}
     curves = ResultsDB(resumed_url).get_run(resumed.id).curves
     assert sorted(c.epoch for c in curves if c.name == "train_loss") == [1, 2, 3]  # epoch 2 redone once
+
+
+@pytest.mark.parametrize("attention", ["softmax", "binary"])
+def test_a_binarized_example_scores_the_same_whatever_padding_its_batch_has(attention):
+    """Evaluation batches go in length order (fewer pad tokens); that is only sound if an
+    example's logits do not depend on how far its batch pads it."""
+    from tasks.glue.data.encoding import EncodedExamples, make_collate
+
+    torch.manual_seed(0)
+    model, tokenizer = _bert(attention)
+    binarize_bert(model, estimators.build("surge"), "encoder")
+    model.eval()
+    texts = ["short", "a much longer sentence that pads the short one by many tokens in its batch", "mid size one"]
+    examples = [data.Example(text, None, 0) for text in texts]
+    encoded = EncodedExamples(examples, tokenizer, max_length=32, regression=False)
+    collate = make_collate(tokenizer)
+    with torch.inference_mode():
+        padded = model(**{k: v for k, v in collate([encoded[i] for i in range(3)]).items() if k != "labels"}).logits
+        for i in range(3):
+            alone = model(**{k: v for k, v in collate([encoded[i]]).items() if k != "labels"}).logits
+            torch.testing.assert_close(padded[i], alone[0], rtol=1e-5, atol=1e-5)
+    assert encoded.by_length() == [0, 2, 1]

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from bench.cli import main
 from bench.config import RunConfig, build_config
 from bench.db import ResultsDB
+from bench.plugins import get_task
 
 FIXTURE = Path(__file__).parent / "data" / "identity_rule1.sqlite"
 DIGITS = ["--task", "classification", "--dataset", "digits", "--epochs", "2", "--quiet",
@@ -37,6 +38,17 @@ def test_machine_local_values_are_out_of_the_hash_and_the_rest_is_in():
     detection = build_config(task="detection", estimator="ste")
     assert build_config(task="detection", estimator="ste", sets=["cache_dir=/tmp/x"]).hash() == detection.hash()
     assert detection.hash() != detection.hash(task_version="1")  # another family version: another run
+
+
+def test_a_cache_folder_keeps_its_key_across_a_version_bump_it_is_pinned_to(tmp_path):
+    """A pre-trained detector keyed by PRETRAINING_VERSION survives a bump of the family version."""
+    from tasks.detection.task import PRETRAINING_VERSION
+
+    detection = build_config(task="detection", estimator="fp32")
+    assert get_task("detection").version != PRETRAINING_VERSION
+    pinned = detection.cache_folder(tmp_path, PRETRAINING_VERSION)
+    assert pinned.name == detection.hash(task_version=PRETRAINING_VERSION)[:16]
+    assert pinned != detection.cache_folder(tmp_path)
 
 
 @pytest.fixture

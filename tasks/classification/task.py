@@ -80,7 +80,7 @@ class ClassificationTask(Task):
         correct = int((logits.argmax(1) == labels).sum())
         return StepOutput(F.cross_entropy(logits, labels), len(labels), {"train_top1": 100.0 * correct})
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, model, data_: ClassificationData, device) -> dict[str, Any]:
         """Every metric of the dataset over the whole test split (on every rank)."""
         model.eval()

@@ -24,6 +24,9 @@ from tasks.detection.data import DATASETS
 from tasks.detection.models import SCOPES
 
 MODEL_NAMES = ("faster_rcnn_r18_fpn", "retinanet_r18_fpn")
+#: the family version that keys the cached full-precision pre-training: version 3 changed only
+#: the evaluation batch, which the pre-trained weights do not depend on
+PRETRAINING_VERSION = "2"
 _INSTALL_HINT = "the detection task needs the OpenMMLab stack: scripts/setup_env.sh detection"
 
 
@@ -64,7 +67,9 @@ class DetectionOptions:
 
 class DetectionTask(Task):
     name = "detection"
-    version = "2"  # 2: progress p = iter / (max_iters - 1), the engine's formula (1: iter / max_iters)
+    # 2: progress p = iter / (max_iters - 1), the engine's formula (1: iter / max_iters)
+    # 3: evaluation one image a batch where image sizes differ (2: two, padded to one size)
+    version = "3"
     description = "object detection with a binarized backbone on mmdet 3.3; offline default fmnist_det"
     datasets = DATASETS
     default_dataset = "fmnist_det"
@@ -131,7 +136,7 @@ class DetectionTask(Task):
             options={**config.options, "pretrain_epochs": 0, "val_every": 0, "num_workers": 0,
                      "data_version": data.version},
         )  # trained in this process (no loader workers): the same detector whichever run trains it
-        folder = stage.cache_folder(self._cache_root(config) / "detection" / "detectors")
+        folder = stage.cache_folder(self._cache_root(config) / "detection" / "detectors", PRETRAINING_VERSION)
         key = folder.name
         weights, metrics_file = folder / "detector.pth", folder / "metrics.json"
         if not weights.is_file():

@@ -103,8 +103,13 @@ def binary_attention_forward(module: nn.Module, query: Tensor, key: Tensor, valu
 
 def _register_binary_attention() -> None:
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
     AttentionInterface.register(BINARY_ATTENTION, binary_attention_forward)
+    # without a mask function of its own, transformers passes a custom attention no mask at all,
+    # and padded keys would be attended to; eager's additive mask (0 or the dtype's minimum) sends
+    # them below 0, so bool() drops them
+    AttentionMaskInterface.register(BINARY_ATTENTION, eager_mask)
 
 
 def _local(path: str) -> bool:

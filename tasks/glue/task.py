@@ -24,6 +24,9 @@ from tasks.glue.losses import KD_MODES, distillation_loss, task_loss
 
 GLUE_BENCHMARK = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 _SUBSET_SEED = 0
+#: the family version that keys the cached teachers: version 2 changed binary attention (teachers
+#: use softmax) and the dev batches' order, which a teacher's weights do not depend on
+TEACHER_VERSION = "1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,7 @@ def glue_step(model, batch: dict, regression: bool, teacher=None, kd: str = "non
     return StepOutput(loss, len(labels))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model, loader, device, regression: bool) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     preds, golds = [], []
@@ -105,7 +108,7 @@ def score(preds: np.ndarray, golds: np.ndarray, metric_names: tuple[str, ...], s
 
 class GlueTask(Task):
     name = "glue"
-    version = "1"
+    version = "2"  # 2: binary attention masks padded keys (1 attended to them); dev batches in length order
     description = "GLUE with binarized BERT (Hugging Face transformers); offline default vader_sst2"
     datasets = ("vader_sst2", *GLUE_BENCHMARK)
     dataset_groups = {"all": GLUE_BENCHMARK}
@@ -150,7 +153,8 @@ class GlueTask(Task):
         for split in spec.dev_splits:
             dev = _subset(data.load_glue_split(config.dataset, split, config.data_root, cache), config.eval_subset)
             dev_set = EncodedExamples(dev, tokenizer, max_length, spec.is_regression)
-            dev_loaders[split] = torch.utils.data.DataLoader(dev_set, batch_size=128, collate_fn=collate)
+            dev_loaders[split] = torch.utils.data.DataLoader(dev_set, batch_size=128, sampler=dev_set.by_length(),
+                                                             collate_fn=collate)
         return GlueData(spec, train, dev_loaders, kd=config.options["kd"])
 
     def build_model(self, config, data_: GlueData, attention: Optional[str] = None) -> torch.nn.Module:
@@ -185,7 +189,7 @@ class GlueTask(Task):
             config, estimator="fp32", estimator_hparams={}, epochs=epochs, seed=0, warmup_epochs=0.1 * epochs,
             lr=float(config.options["teacher_lr"]), options={**config.options, "kd": "none", "attention": "softmax"},
         )
-        folder = teacher_config.cache_folder((_cache_dir(config) or default_cache_dir()) / "teachers")
+        folder = teacher_config.cache_folder((_cache_dir(config) or default_cache_dir()) / "teachers", TEACHER_VERSION)
         spec = data_.spec
         if (folder / "config.json").exists():
             teacher = bert.load_model(str(folder), spec.num_labels, spec.is_regression)

@@ -98,7 +98,7 @@ def build(dataset: str, data_root: Optional[str], cache_dir: Optional[str], scal
     if dataset == "fmnist_det":
         folder = offline_folder(cache_dir)
         built = coco_data(folder, "train", "val", fmnist_det.FASHION_CLASSES, pipes, train_subset, eval_subset, work_dir)
-        return dataclasses.replace(built, version=folder.name)
+        return dataclasses.replace(built, version=folder.name, eval_batch_size=8)  # every image 160 x 160
     if dataset in VOC_YEARS:
         return voc_data(_find(data_root, "VOCdevkit", "VOC2007", dataset), VOC_YEARS[dataset], pipes,
                     train_subset, eval_subset)

@@ -22,6 +22,14 @@ class EncodedExamples(torch.utils.data.Dataset):
         item["labels"] = self.labels[i]
         return item
 
+    def by_length(self) -> list[int]:
+        """The example indices from shortest to longest (ties in index order): evaluation batches
+        in this order pad about half as many tokens as in file order (vader_sst2's quick dev:
+        30,488 tokens instead of 57,784 at batch 128). Padding never changes a real token's
+        output: attention masks it and every binarized activation is elementwise."""
+        lengths = [len(ids) for ids in self.encodings["input_ids"]]
+        return sorted(range(len(lengths)), key=lengths.__getitem__)
+
 
 def make_collate(tokenizer):
     def collate(items: list[dict]) -> dict:
