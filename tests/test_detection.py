@@ -290,6 +290,18 @@ def test_engine_hooks_raise_diverged_on_a_nan_loss():
 
 
 # -- end to end ------------------------------------------------------------------------------
+def test_a_run_leaves_no_loader_worker_behind(tmp_path, cache_dir):
+    """Persistent loader workers are shut down as the run ends: a pool worker's next run found
+    them in its garbage collection and waited about 15 s on them."""
+    import multiprocessing
+
+    args = [a if a != "num_workers=0" else "num_workers=1" for a in TWO_ITERATIONS]
+    code = main(["run", "--task", "detection", "--estimator", "clipped_ste", "--db", f"sqlite:///{tmp_path}/d.sqlite",
+                 *args, "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}"])
+    assert code == 0
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.slow
 def test_two_iteration_quick_runs_land_finished_rows_with_bbox_map(tmp_path, cache_dir):
     """Two-step like the presets: a 2-iteration full-precision stage, cached, then 2 binary iterations."""
