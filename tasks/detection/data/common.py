@@ -16,5 +16,5 @@ class DetectionData:
     # Images per evaluation batch. A batch pads its images to one size, and the padding reaches a
     # binarized backbone's signs at every image border, so where image sizes differ each image is
     # scored alone (mmdet's test configs also use batch 1, configs/_base_/datasets/coco_detection.py);
-    # generated data of one fixed size batches freely (no padding; identical mAP, 22-30 % faster).
+    # generated data of one fixed size batches freely (no padding; identical mAP, 22-27 % less time).
     eval_batch_size: int = 1
