@@ -116,14 +116,14 @@ class _Slot:
 
     def dead_run(self, config: RunConfig, log: Path, timed_out: bool) -> SweepResult:
         """The outcome of a run whose worker died or was killed, its row closed."""
-        pid = self.process.pid
         if timed_out:
             reason, status = f"timed out after {self.run_timeout:g} s (--run-timeout); killed with its worker", "failed"
+            closed = f"{reason}; log: {log}"
         else:
-            reason, status = _death_reason(self.process.returncode) + "; rerun the sweep to resume", "interrupted"
-        if close_dead_run(self.db, config, pid, f"{reason}; log: {log}", status):
-            return SweepResult(config, status, f"{reason}; log: {log}")
-        reason = reason.split("; rerun")[0]
+            reason, status = _death_reason(self.process.returncode), "interrupted"
+            closed = f"{reason}; rerun the sweep to resume; log: {log}"
+        if close_dead_run(self.db, config, self.process.pid, closed, status):
+            return SweepResult(config, status, closed)
         return SweepResult(config, "failed", f"{reason}, holding no running row (it had not claimed one, or its row "
                                              f"was closed meanwhile; see bench runs); log: {log}")
 
