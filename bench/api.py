@@ -30,7 +30,8 @@ from bench.options import NoOptions
 
 #: the RunConfig values of a family without its own presets (``Task.recipes`` overrides them)
 GENERIC_RECIPE: dict[str, Any] = dict(
-    scope="standard", weight_scale="channel", epochs=1, batch_size=32, optimizer="adam", lr=1e-3, momentum=0.9,
+    scope="standard", weight_scale="channel", weight_grad="surrogate", epochs=1, batch_size=32, optimizer="adam",
+    lr=1e-3, momentum=0.9,
     weight_decay=0.0, schedule="constant", warmup_epochs=0.0, train_subset=None, eval_subset=None,
 )
 
@@ -131,6 +132,8 @@ class Task:
     datasets: tuple[str, ...] = ()
     default_dataset: str = ""
     models: tuple[str, ...] = ()
+    #: the BNN blocks the family's models can be built with (the ``block`` field); empty: none
+    blocks: tuple[str, ...] = ()
     presets: tuple[str, ...] = ("quick", "paper")
     #: the family's binarization scopes, a Registry of rules like :data:`estimators.SCOPES`
     #: (None: the estimator library's ``all`` / ``first_last`` / ``standard``)
@@ -192,7 +195,7 @@ class Task:
         import estimators
 
         return estimators.binarize_model(model, estimator, scope=config.scope, weight_scale=config.weight_scale,
-                                         scopes=self.scope_rules()).to_dict()
+                                         weight_grad=config.weight_grad, scopes=self.scope_rules()).to_dict()
 
     def example_inputs(self, config, data) -> tuple[tuple, dict]:
         """One example's model inputs (args, kwargs), for counting parameters and OPs: by default

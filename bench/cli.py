@@ -7,7 +7,8 @@
     bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
                 [--executor local|slurm|submitit-local] [--jobs N] [--isolation pool|process]
                 [--recycle-after K] [--run-timeout SECONDS] [--slurm key=value ...] [--db URL]
-    bench report [--format md|latex|all] [--out reports/] [--db URL]
+    bench report [--format md|latex|all] [--out reports/] [--db URL] [--reference NAME] [--ci t|bootstrap]
+                 [--select last|best_val]
     bench runs [--status S] [--task T] [--db URL]
     bench show RUN_ID [--db URL]
     bench plot-estimators [--out reports/figures]
@@ -220,12 +221,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import write_report
+    from bench.report import UnknownReference, write_report
 
     formats = ("md", "latex") if args.format == "all" else (args.format,)
     out = writable_folder(args.out, "report folder (--out)")
     db = ResultsDB(args.db)
-    for path in write_report(db, out, formats=formats):
+    try:
+        paths = write_report(db, out, formats=formats, reference=args.reference, ci=args.ci, select=args.select)
+    except UnknownReference as exc:
+        raise UserError(str(exc)) from None
+    for path in paths:
         print(path)
     return 0
 
@@ -262,13 +267,18 @@ def cmd_show(args: argparse.Namespace) -> int:
               "binary_ops", "float_ops", "train_step_ms", "peak_memory_mb", "startup_s", "teardown_s"]
     for name in fields:
         print(f"{name:16} {getattr(run, name)}")
+        if name == "model":
+            for added in ("block", "weight_grad"):
+                print(f"{added:16} {(run.config or {}).get(added, '-')}")
     print("metrics")
     for m in run.metrics:
         arrow = "higher is better" if m.higher_is_better else "lower is better"
         print(f"  {m.name:14} {m.value:.6g}  ({arrow}{', primary' if m.primary else ''})")
     epochs = sorted({c.epoch for c in run.curves})
     if epochs:
-        print(f"curves           {len(epochs)} epochs: {', '.join(sorted({c.name for c in run.curves}))}")
+        per_layer = {c.name.partition("/")[0] for c in run.curves if "/" in c.name}
+        names = sorted({c.name for c in run.curves if "/" not in c.name} | {f"{p}/<layer>" for p in per_layer})
+        print(f"curves           {len(epochs)} epochs: {', '.join(names)}")
     print("config           " + json.dumps(run.config, sort_keys=True))
     print("scope            " + json.dumps(run.scope, sort_keys=True))
     print("provenance       " + json.dumps(run.provenance, sort_keys=True))
@@ -349,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="all", choices=("md", "latex", "all"))
     p.add_argument("--out", default="reports")
     p.add_argument("--db", help=db_help)
+    p.add_argument("--reference", metavar="NAME",
+                   help="estimator (row name) the paired differences are taken to (default: clipped_ste)")
+    p.add_argument("--ci", default="t", choices=("t", "bootstrap"),
+                   help="95%% interval of a paired difference: Student t or percentile bootstrap "
+                        "(default: %(default)s)")
+    p.add_argument("--select", default="last", choices=("last", "best_val"),
+                   help="the scores of the last epoch, or of the epoch best on the validation split "
+                        "(default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list runs with their status")

@@ -8,6 +8,10 @@ machine-local values: the ``data_root`` field and the family options declared ``
 is the same run. Worker counts are not local here: loader worker processes draw the
 augmentation's random numbers from their own generators, so they change results.
 
+Fields and options added after runs were stored (``block``, ``weight_grad``, classification's
+``val_size``) enter the hash only when they differ from what every earlier run did, so stored
+runs keep their hashes.
+
 Precedence when a config is built: the task's preset < explicit flags (--epochs,
 --seed, --dataset, --model) < ``--set key=value`` pairs, each parsed by its field's type.
 """
@@ -34,6 +38,13 @@ def _local(default: Any = None) -> Any:
     return dataclasses.field(default=default, metadata={"local": True})
 
 
+def _added(legacy: Any) -> Any:
+    """A field added after runs were stored: a stored config without it loads with ``legacy``
+    (what those runs did), and the field enters the hash only when it differs from ``legacy``,
+    so every stored run keeps its hash."""
+    return dataclasses.field(default=legacy, metadata={"legacy": legacy})
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     task: str
@@ -57,17 +68,30 @@ class RunConfig:
     eval_subset: Optional[int]
     options: dict
     data_root: Optional[str] = _local()
+    #: the BNN block around every binarized conv (estimators.blocks.BLOCKS); None for a family
+    #: without blocks (GLUE)
+    block: Optional[str] = _added(None)
+    #: "identity": the weight gradient passes sign straight through for every estimator, so only
+    #: the activation estimator differs; "surrogate": each estimator applies its own surrogate
+    #: to the latent weights, as in the papers' code
+    weight_grad: str = _added("surrogate")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def _stored_values(self) -> dict:
+        """Every field, less the added ones that keep their legacy value (see :func:`_added`)."""
+        legacy = {f.name: f.metadata["legacy"] for f in dataclasses.fields(self) if "legacy" in f.metadata}
+        return {k: v for k, v in self.to_dict().items() if k not in legacy or v != legacy[k]}
 
     def identity(self, task_version: Optional[str] = None) -> dict:
         """The values that make the run what it is: every field and option but the local ones,
         and the family's version (``task_version``: a stored row's; default the current one)."""
         family = get_task(self.task)
         local_options = typed.local_names(family.Options)
-        payload = {k: v for k, v in self.to_dict().items() if k not in typed.local_names(RunConfig)}
-        payload["options"] = {k: v for k, v in self.options.items() if k not in local_options}
+        payload = {k: v for k, v in self._stored_values().items() if k not in typed.local_names(RunConfig)}
+        payload["options"] = {k: v for k, v in _without_legacy(self.options, family.Options).items()
+                              if k not in local_options}
         payload["task_version"] = family.version if task_version is None else str(task_version)
         return payload
 
@@ -77,9 +101,10 @@ class RunConfig:
     def hash_rule1(self) -> str:
         """The hash surge-bench gave this config before identity rule 2 (up to commit 36a2a7c):
         every value but ``data_root``, options under their names of then."""
-        renamed = {new: old for old, new in getattr(get_task(self.task).Options, "renamed", {}).items()}
-        payload = {k: v for k, v in self.to_dict().items() if k != "data_root"}
-        payload["options"] = {renamed.get(k, k): v for k, v in self.options.items()}
+        family = get_task(self.task)
+        renamed = {new: old for old, new in getattr(family.Options, "renamed", {}).items()}
+        payload = {k: v for k, v in self._stored_values().items() if k != "data_root"}
+        payload["options"] = {renamed.get(k, k): v for k, v in _without_legacy(self.options, family.Options).items()}
         return _digest(payload)
 
     def cache_folder(self, root, task_version: Optional[str] = None) -> Path:
@@ -101,6 +126,12 @@ class RunConfig:
         return cls(**values)
 
 
+def _without_legacy(options: dict, cls: type) -> dict:
+    """``options`` less the added ones that keep the value stored runs had (bench.options.option)."""
+    legacy = typed.legacy_values(cls)
+    return {k: v for k, v in options.items() if k not in legacy or v != legacy[k]}
+
+
 def _digest(payload: dict) -> str:
     canonical = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -108,7 +139,8 @@ def _digest(payload: dict) -> str:
 
 #: RunConfig fields settable with --set (the others have their own flags).
 SETTABLE_FIELDS = (
-    "scope", "weight_scale", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+    "block", "scope", "weight_scale", "weight_grad", "epochs", "batch_size", "optimizer", "lr", "momentum",
+    "weight_decay",
     "schedule", "warmup_epochs", "train_subset", "eval_subset",
 )
 

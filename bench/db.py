@@ -765,7 +765,8 @@ class ResultsDB:
         return frame[frame["run_id"] == latest].reset_index(drop=True)
 
     def _finished_frame(self, child, child_columns: list, names: list[str]):
-        """Finished runs joined with a child table; run keys, report labels, ``names``, estimator_hparams."""
+        """Finished runs joined with a child table; run keys, report labels, ``names``, estimator_hparams
+        and the BNN block (None for a family without blocks, or a run from before the field)."""
         import pandas as pd
 
         with self.session() as s:
@@ -775,9 +776,10 @@ class ResultsDB:
                 .join(child, child.run_id == Run.id)
                 .where(Run.status == "finished")
             ).all()
-        rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {})) for row in rows]
+        rows = [(*row[:-1], (row[-1] or {}).get("estimator_hparams", {}), (row[-1] or {}).get("block"))
+                for row in rows]
         columns = ["run_id", "config_hash", "task", "dataset", "model", "estimator", "preset", "seed", "variant",
-                   "report_average", *names, "estimator_hparams"]
+                   "report_average", *names, "estimator_hparams", "block"]
         frame = pd.DataFrame(rows, columns=columns)
         if frame.empty:
             return frame

@@ -13,8 +13,12 @@ A family supplies its data, its model, a train step and an evaluation
     Divergence         a non-finite training loss or evaluation score raises Diverged
     Timing             the mean wall time of a step (warm-up skipped) and the peak memory
     ProgressBar        tqdm on stderr with the loss and the throughput
-    Curves             per epoch: train means, ``val_*`` scores, the epoch's starting lr and
-                       SURGE's mean lambda, to the reporter (the results database)
+    SignInputs         per binarized layer and epoch, the fraction of its training inputs with
+                       |x| > 1 (``frac_abs_gt1/<layer>``, and their mean ``frac_abs_gt1_mean``)
+    BestValidation     the scores of the epoch best on the validation split's primary metric
+    Curves             per epoch: train means, validation (``val_*``) and test (``test_*``)
+                       scores, the epoch's starting lr and SURGE's mean lambda, to the
+                       reporter (the results database)
     Checkpointing      restore before training (resume), save after every epoch
 
 Detection keeps mmengine's Runner; ``tasks/detection/hooks.py`` drives the same hook
@@ -71,6 +75,7 @@ class TrainState:
     train_values: dict[str, float] = dataclasses.field(default_factory=dict)
     scores: dict[str, float] = dataclasses.field(default_factory=dict)  # the last evaluation
     evaluated: bool = False         # whether this epoch ended with an evaluation (detection: val_every)
+    best: dict = dataclasses.field(default_factory=dict)  # {"epoch", "scores"} of the best validation epoch
 
 
 def training_progress(step: int, total_steps: int) -> float:
@@ -150,16 +155,100 @@ class ProgressBar(Hook):
     after_train = after_epoch
 
 
+def curve_name(score: str) -> str:
+    """A score's curve: ``val_*`` (validation split) as it is, the others ``test_*``."""
+    return score if score.startswith(VALIDATION_PREFIX) else f"test_{score}"
+
+
 def epoch_values(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
-    """An epoch's curve points: train means, validation scores (``val_``), the lr the epoch
-    started with, and SURGE's mean lambda where the model has auxiliary branches."""
-    values = {**state.train_values, **{f"val_{k}": v for k, v in (state.scores if state.evaluated else {}).items()}}
+    """An epoch's curve points: train means, validation (``val_``) and test (``test_``) scores,
+    the lr the epoch started with, and SURGE's mean lambda where the model has auxiliary branches."""
+    values = {**state.train_values,
+              **{curve_name(k): v for k, v in (state.scores if state.evaluated else {}).items()}}
     if math.isfinite(state.lr):
         values["lr"] = state.lr
     lambda_mean = estimators.mean_auxiliary_lambda(model)
     if lambda_mean is not None:
         values["surge_lambda_mean"] = lambda_mean
     return values
+
+
+class SignInputs(Hook):
+    """Per binarized layer, the fraction of its inputs with |x| > 1 over an epoch's training steps.
+
+    It is the share of sign's inputs where a clipped estimator (clipped_ste, SURGE's main path)
+    passes no gradient and an unclipped one (ste, ReSTE up to t, SURGE's auxiliary path) does:
+    0 in a Hardtanh block, where the estimators' supports cannot differ. Counted on the device
+    without a host sync; read once per epoch into the epoch's curve points. Embedding layers
+    (token ids in) are left out.
+    """
+
+    PREFIX = "frac_abs_gt1"
+
+    def __init__(self) -> None:
+        self.handles: list = []
+        self.counts: dict[str, list] = {}
+
+    def before_train(self, state: TrainState) -> None:
+        for name, layer in estimators.binary_layers(state.model):
+            if isinstance(layer, torch.nn.Embedding):
+                continue
+            name = name.removeprefix("module.")  # a DDP-wrapped model
+            self.counts[name] = [0, 0]
+            self.handles.append(layer.register_forward_pre_hook(self._counter(name)))
+
+    def _counter(self, name: str):
+        def count(module, inputs) -> None:
+            if module.training and torch.is_grad_enabled():
+                x = inputs[0].detach()
+                self.counts[name][0] += (x.abs() > 1).sum()
+                self.counts[name][1] += x.numel()
+        return count
+
+    def after_epoch(self, state: TrainState) -> None:
+        fractions = {f"{self.PREFIX}/{name}": float(outside) / total
+                     for name, (outside, total) in self.counts.items() if total}
+        if fractions:
+            fractions[f"{self.PREFIX}_mean"] = sum(fractions.values()) / len(fractions)
+            state.train_values = {**state.train_values, **fractions}
+        self.counts = {name: [0, 0] for name in self.counts}
+
+    def after_train(self, state: TrainState) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+VALIDATION_PREFIX = "val_"
+BEST_VAL = "@best_val"
+
+
+class BestValidation(Hook):
+    """Keeps the scores of the epoch whose validation primary metric (``val_<primary>``) is best
+    (the first of equals); nothing without a validation split. The papers differ in whether they
+    report the last epoch or the best one; :func:`final_metrics` stores both."""
+
+    def __init__(self, primary: Optional[str], higher_is_better: bool = True) -> None:
+        self.key = f"{VALIDATION_PREFIX}{primary}" if primary else None
+        self.higher_is_better = higher_is_better
+
+    def after_epoch(self, state: TrainState) -> None:
+        value = state.scores.get(self.key) if state.evaluated and self.key else None
+        if value is None:
+            return
+        best = state.best.get("scores", {}).get(self.key)
+        if best is None or (value > best if self.higher_is_better else value < best):
+            state.best = {"epoch": state.epoch, "scores": dict(state.scores)}
+
+
+def final_metrics(state: TrainState) -> dict[str, float]:
+    """What a run stores: the last evaluation's scores, and where a validation split chose an
+    epoch, that epoch's scores under ``<name>@best_val`` and its number as ``best_val_epoch``."""
+    metrics = dict(state.scores)
+    if state.best:
+        metrics.update({f"{k}{BEST_VAL}": v for k, v in state.best["scores"].items()})
+        metrics["best_val_epoch"] = float(state.best["epoch"])
+    return metrics
 
 
 class Curves(Hook):
@@ -186,17 +275,20 @@ class Checkpointing(Hook):
             self.context.reporter.resumed(saved["epoch"])
             state.first_epoch, state.step = saved["epoch"] + 1, saved["step"]
             state.scores = saved["extra"].get("scores", {})
+            state.best = saved["extra"].get("best", {})
 
     def after_epoch(self, state: TrainState) -> None:
         self.context.checkpoint.save(epoch=state.epoch, step=state.step, model=state.model,
                                      optimizer=state.optimizer, scheduler=state.scheduler,
-                                     generator=state.generator, extra={"scores": state.scores})
+                                     generator=state.generator, extra={"scores": state.scores, "best": state.best})
 
 
-def standard_hooks(context: RunContext, unit: str = "ex") -> list[Hook]:
-    """The hooks of every training run, in the order they are called."""
+def standard_hooks(context: RunContext, unit: str = "ex", primary: Optional[str] = None,
+                   higher_is_better: bool = True) -> list[Hook]:
+    """The hooks of every training run, in the order they are called (``primary``: the metric
+    whose validation score picks the best epoch)."""
     return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit),
-            Curves(context), Checkpointing(context)]
+            SignInputs(), BestValidation(primary, higher_is_better), Curves(context), Checkpointing(context)]
 
 
 def _call(hooks: Iterable[Hook], point: str, state: TrainState) -> None:
@@ -241,18 +333,20 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedul
 
 @dataclasses.dataclass
 class FitResult:
-    scores: dict[str, float]
+    scores: dict[str, float]       # final_metrics: the last evaluation, and the best validation epoch's
     train_step_ms: Optional[float]
     peak_memory_mb: float
 
 
 def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torch.nn.Module, Any], StepOutput],
         evaluate: Callable[[torch.nn.Module], dict[str, float]], context: RunContext, label: str,
-        epochs: Optional[int] = None, max_grad_norm: Optional[float] = None, unit: str = "ex") -> FitResult:
+        epochs: Optional[int] = None, max_grad_norm: Optional[float] = None, unit: str = "ex",
+        primary: Optional[str] = None, higher_is_better: bool = True) -> FitResult:
     """Train ``model`` for ``epochs`` (default ``config.epochs``) with the config's optimizer and
     schedule, evaluating after every epoch; returns the last evaluation's scores and the costs.
 
-    ``evaluate`` sees the unwrapped model on every rank (the full evaluation set each).
+    ``evaluate`` sees the unwrapped model on every rank (the full evaluation set each); its
+    ``val_*`` scores are the validation split's, and ``primary``'s picks the best epoch.
     """
     epochs = config.epochs if epochs is None else epochs
     plain_model, model = model, distributed.wrap(model, context.device)
@@ -260,7 +354,7 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     total_steps = epochs * len(train_loader)
     scheduler = build_scheduler(config, optimizer, total_steps,
                                 warmup_steps=math.ceil(config.warmup_epochs * len(train_loader)))
-    hooks = standard_hooks(context, unit)
+    hooks = standard_hooks(context, unit, primary, higher_is_better)
     timing = next(h for h in hooks if isinstance(h, Timing))
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs, total_steps=total_steps,
                        label=label, generator=getattr(train_loader, "generator", None),
@@ -290,7 +384,7 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
         state.scores, state.evaluated = evaluate(plain_model), True
         _call(hooks, "after_epoch", state)
     _call(hooks, "after_train", state)
-    return FitResult(state.scores, timing.timer.mean_ms, timing.peak_memory_mb)
+    return FitResult(final_metrics(state), timing.timer.mean_ms, timing.peak_memory_mb)
 
 
 def run_task(task, config, context: RunContext) -> TaskResult:
@@ -307,9 +401,10 @@ def run_task(task, config, context: RunContext) -> TaskResult:
     cost_fields = dict(n_params=cost.n_params, n_binary_params=cost.n_binary_params, binary_ops=cost.binary_ops,
                        float_ops=cost.float_ops)
     context.reporter.info(scope=record, **cost_fields)
+    primary = task.metric_specs(config.dataset)[0]
     result = fit(model, config, data.train, lambda m, batch: task.train_step(m, batch, data),
                  lambda m: task.evaluate(m, data, context.device), context,
                  f"{config.estimator} {config.dataset}", max_grad_norm=task.max_grad_norm,
-                 unit=task.throughput_unit)
+                 unit=task.throughput_unit, primary=primary.key, higher_is_better=primary.higher_is_better)
     return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
                       peak_memory_mb=result.peak_memory_mb, **cost_fields)

@@ -72,16 +72,25 @@ def _death_reason(code: Optional[int]) -> str:
     return f"worker process died (exit status {code})"
 
 
-def _environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+def worker_threads(jobs: int) -> int:
+    """Intra-op threads of each worker: the machine's cores shared by the ``jobs`` at once (torch
+    would give every worker all of them: ``jobs`` x cores threads fighting over the cores)."""
+    return max((os.cpu_count() or 1) // max(jobs, 1), 1)
+
+
+def _environment(threads: int) -> dict[str, str]:
+    """A worker's environment: unbuffered output, and ``threads`` intra-op threads unless the
+    user set OMP_NUM_THREADS (which torch reads when it starts)."""
+    return {"OMP_NUM_THREADS": str(threads), **os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 class _Slot:
     """One place a run can execute; subclasses say how."""
 
     def __init__(self, index: int, db: ResultsDB, db_url: str, checkpoint_dir: Optional[str], log_dir: Path,
-                 run_timeout: Optional[float], stopping: threading.Event) -> None:
+                 run_timeout: Optional[float], stopping: threading.Event, threads: int = 1) -> None:
         self.index, self.db, self.db_url, self.checkpoint_dir = index, db, db_url, checkpoint_dir
+        self.threads = threads
         self.log_dir, self.run_timeout, self.stopping = log_dir, run_timeout, stopping
         self.process: Optional[subprocess.Popen] = None
         self.lock = threading.Lock()  # the process, between this slot's thread and a stop
@@ -145,7 +154,8 @@ class ProcessSlot(_Slot):
             with open(log, "w") as out:
                 # a session of its own: a terminal's Ctrl-C reaches the sweep, which passes it on once
                 self.started(subprocess.Popen([sys.executable, "-m", "bench.worker", handle.name], stdout=out,
-                                              stderr=subprocess.STDOUT, env=_environment(), start_new_session=True))
+                                              stderr=subprocess.STDOUT, env=_environment(self.threads),
+                                              start_new_session=True))
                 try:
                     self.process.wait(timeout=self.run_timeout)
                 except subprocess.TimeoutExpired:
@@ -176,7 +186,7 @@ class PoolSlot(_Slot):
         try:
             self.started(subprocess.Popen(
                 [sys.executable, "-m", "bench.worker", "--serve", str(write_fd)], stdin=subprocess.PIPE,
-                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=_environment(),
+                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=_environment(self.threads),
                 start_new_session=True, text=True))
         finally:
             os.close(write_fd)
@@ -269,9 +279,10 @@ def run_local(configs: list[RunConfig], db_url: str, jobs: int, checkpoint_dir: 
     for index, config in enumerate(configs):
         todo.put((index, config))
     results: list[Optional[SweepResult]] = [None] * len(configs)
-    shared = (db, db_url, checkpoint_dir, log_dir, run_timeout, stopping)
+    count = max(min(jobs, len(configs)), 1)
+    shared = (db, db_url, checkpoint_dir, log_dir, run_timeout, stopping, worker_threads(count))
     slots = [PoolSlot(i, *shared, recycle_after=recycle_after) if isolation == "pool" else ProcessSlot(i, *shared)
-             for i in range(max(min(jobs, len(configs)), 1))]
+             for i in range(count)]
 
     def work(slot: _Slot) -> None:
         try:

@@ -26,9 +26,19 @@ from bench.errors import UserError
 _TRUE, _FALSE, _NONE = ("true", "1", "yes"), ("false", "0", "no"), ("none", "null")
 
 
-def option(default: Any, rule: Any = None, *, local: bool = False, help: str = "") -> Any:
-    """A dataclass field with its allowed values (a bench.validation rule) and identity."""
-    return dataclasses.field(default=default, metadata={"rule": rule, "local": local, "help": help})
+_NO_LEGACY = object()
+
+
+def option(default: Any, rule: Any = None, *, local: bool = False, help: str = "", legacy: Any = _NO_LEGACY) -> Any:
+    """A dataclass field with its allowed values (a bench.validation rule) and identity.
+
+    ``legacy``: for an option added after runs were stored, the value those runs had; at that
+    value the option stays out of the config hash, so they keep their hashes.
+    """
+    metadata = {"rule": rule, "local": local, "help": help}
+    if legacy is not _NO_LEGACY:
+        metadata["legacy"] = legacy
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +53,11 @@ def is_local(field: dataclasses.Field) -> bool:
 def local_names(cls: type) -> set[str]:
     """The machine-local fields of a dataclass (out of the run's identity)."""
     return {f.name for f in dataclasses.fields(cls) if is_local(f)}
+
+
+def legacy_values(cls: type) -> dict[str, Any]:
+    """The added options of a dataclass and the value stored runs had (see :func:`option`)."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if "legacy" in f.metadata}
 
 
 def rules(cls: type) -> dict[str, Any]:

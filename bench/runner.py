@@ -88,6 +88,17 @@ def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpo
     return RunOutcome(None, "finished", dict(result.metrics))
 
 
+def metric_direction(name: str, specs) -> bool:
+    """Whether higher is better for a stored metric: its family metric's direction, also under
+    the ``val_`` prefix and the ``@best_val`` suffix; ``best_val_epoch`` (a count) is "higher"."""
+    from bench.engine import BEST_VAL, VALIDATION_PREFIX
+
+    if name == "best_val_epoch":
+        return True
+    base = name.removesuffix(BEST_VAL).removeprefix(VALIDATION_PREFIX)
+    return {spec.key: spec.higher_is_better for spec in specs}[base]
+
+
 def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, quiet: bool = False,
             device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR,
             checked: bool = False, started_at: Optional[float] = None) -> RunOutcome:
@@ -220,8 +231,7 @@ def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Ch
         if bad:
             raise Diverged(f"non-finite final metrics {bad}")
         specs = task.metric_specs(config.dataset)
-        directions = {spec.key: spec.higher_is_better for spec in specs}
-        metrics = [dict(name=name, value=float(value), higher_is_better=directions[name],
+        metrics = [dict(name=name, value=float(value), higher_is_better=metric_direction(name, specs),
                         primary=(name == specs[0].key)) for name, value in result.metrics.items()]
     except DatabaseError as exc:  # the row cannot be closed: say so, keep the checkpoint
         kept = f"; its last checkpoint stays in {checkpoint.folder}" if checkpoint.exists() else ""

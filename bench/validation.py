@@ -79,6 +79,12 @@ def _weight_scales() -> tuple[str, ...]:
     return WEIGHT_SCALES
 
 
+def _weight_grads() -> tuple[str, ...]:
+    from estimators.layers import WEIGHT_GRADS
+
+    return WEIGHT_GRADS
+
+
 #: the rules of the RunConfig fields (scope is checked against the task's scopes)
 FIELD_RULES: dict[str, Any] = {
     "seed": Range(0, 2**32 - 1, integer=True),  # NumPy seeds are 32-bit
@@ -102,6 +108,11 @@ def check_values(config, task) -> None:
     for name, rule in FIELD_RULES.items():
         rule.check(name, getattr(config, name))
     OneOf(_weight_scales()).check("weight_scale", config.weight_scale)
+    OneOf(_weight_grads()).check("weight_grad", config.weight_grad)
+    if task.blocks:
+        OneOf(tuple(task.blocks)).check(f"block for task {task.name}", config.block)
+    elif config.block is not None:
+        raise UserError(f"task {task.name} has no block choice; leave block unset (got {config.block!r})")
     OneOf(tuple(task.scope_rules().names())).check(f"scope for task {task.name}", config.scope)
     if config.data_root is not None and not isinstance(config.data_root, str):
         raise UserError(f"data_root must be a folder path (a string), got {config.data_root!r}")

@@ -89,8 +89,9 @@ class Estimator:
     def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def binarize_weight(self, w: Tensor) -> Tensor:
-        """sign(w) with this estimator's weight gradient (used alone by binary embeddings)."""
+    def binarize_weight(self, w: Tensor, identity: bool = False) -> Tensor:
+        """sign(w) with this estimator's weight gradient, or a straight-through one (``identity``:
+        a layer built with ``weight_grad="identity"``)."""
         raise NotImplementedError
 
 
@@ -142,12 +143,12 @@ class ElementwiseEstimator(Estimator):
     def binarize_activation(self, x: Tensor) -> Tensor:
         return sign_with_surrogate_grad(x, self.activation_grad_fn())
 
-    def binarize_weight(self, w: Tensor) -> Tensor:
-        return sign_with_surrogate_grad(w, self.weight_grad_fn())
+    def binarize_weight(self, w: Tensor, identity: bool = False) -> Tensor:
+        return sign_with_surrogate_grad(w, None if identity else self.weight_grad_fn())
 
     def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
         x_binary = self.binarize_activation(x)
-        w_binary = self.binarize_weight(layer.weight) * layer.weight_scale()
+        w_binary = layer.binary_weight() * layer.weight_scale()
         return layer.functional(x_binary, w_binary, layer.bias)
 
 

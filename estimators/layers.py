@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from estimators.base import Estimator
 
 WEIGHT_SCALES = ("channel", "none")
+#: how a layer's weight gradient passes sign: the estimator's own surrogate, or straight through
+WEIGHT_GRADS = ("surrogate", "identity")
 
 
 class BinaryLayer:
@@ -31,13 +33,21 @@ class BinaryLayer:
     #: the layer's op has an input gradient and backward products (not so for embeddings)
     supports_backward_products: bool = True
 
-    def _init_binary(self, estimator: Estimator, weight_scale: str) -> None:
+    def _init_binary(self, estimator: Estimator, weight_scale: str, weight_grad: str) -> None:
         if weight_scale not in WEIGHT_SCALES:
             raise ValueError(
                 f"unknown weight_scale {weight_scale!r}; valid choices: {', '.join(WEIGHT_SCALES)}"
             )
+        if weight_grad not in WEIGHT_GRADS:
+            raise ValueError(f"unknown weight_grad {weight_grad!r}; valid choices: {', '.join(WEIGHT_GRADS)}")
         self.estimator = estimator
         self.weight_scale_mode = weight_scale
+        self.weight_grad = weight_grad
+
+    def binary_weight(self) -> Tensor:
+        """sign(W) whose backward is the estimator's weight surrogate, or the identity when the
+        layer's ``weight_grad`` is ``"identity"`` (unscaled: the caller multiplies the scale)."""
+        return self.estimator.binarize_weight(self.weight, identity=self.weight_grad == "identity")
 
     def weight_scale(self) -> Tensor | float:
         """Detached per-output-channel mean(|W|), shaped to broadcast over the weight."""
@@ -62,23 +72,26 @@ class BinaryLayer:
         raise NotImplementedError
 
     def extra_repr(self) -> str:  # shown by print(model)
-        return f"{super().extra_repr()}, estimator={self.estimator.name}, weight_scale={self.weight_scale_mode}"
+        return (f"{super().extra_repr()}, estimator={self.estimator.name}, weight_scale={self.weight_scale_mode}, "
+                f"weight_grad={self.weight_grad}")
 
 
 class BinaryConv2d(BinaryLayer, nn.Conv2d):
     """nn.Conv2d with binary weights and binary input activations."""
 
-    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", **kwargs) -> None:
+    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", weight_grad: str = "surrogate",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._init_binary(estimator, weight_scale)
+        self._init_binary(estimator, weight_scale, weight_grad)
 
     @classmethod
-    def from_module(cls, conv: nn.Conv2d, estimator: Estimator, weight_scale: str = "channel") -> "BinaryConv2d":
+    def from_module(cls, conv: nn.Conv2d, estimator: Estimator, weight_scale: str = "channel",
+                    weight_grad: str = "surrogate") -> "BinaryConv2d":
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
             padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
             bias=conv.bias is not None, padding_mode=conv.padding_mode, device="meta",
-            estimator=estimator, weight_scale=weight_scale,
+            estimator=estimator, weight_scale=weight_scale, weight_grad=weight_grad,
         )
         layer.weight = conv.weight
         layer.bias = conv.bias
@@ -106,15 +119,17 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
 class BinaryLinear(BinaryLayer, nn.Linear):
     """nn.Linear with binary weights and binary input activations."""
 
-    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", **kwargs) -> None:
+    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", weight_grad: str = "surrogate",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._init_binary(estimator, weight_scale)
+        self._init_binary(estimator, weight_scale, weight_grad)
 
     @classmethod
-    def from_module(cls, linear: nn.Linear, estimator: Estimator, weight_scale: str = "channel") -> "BinaryLinear":
+    def from_module(cls, linear: nn.Linear, estimator: Estimator, weight_scale: str = "channel",
+                    weight_grad: str = "surrogate") -> "BinaryLinear":
         layer = cls(
             linear.in_features, linear.out_features, bias=linear.bias is not None,
-            device="meta", estimator=estimator, weight_scale=weight_scale,
+            device="meta", estimator=estimator, weight_scale=weight_scale, weight_grad=weight_grad,
         )
         layer.weight = linear.weight
         layer.bias = linear.bias
@@ -145,25 +160,26 @@ class BinaryEmbedding(BinaryLayer, nn.Embedding):
 
     supports_backward_products = False
 
-    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", **kwargs) -> None:
+    def __init__(self, *args, estimator: Estimator, weight_scale: str = "channel", weight_grad: str = "surrogate",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._init_binary(estimator, weight_scale)
+        self._init_binary(estimator, weight_scale, weight_grad)
 
     @classmethod
     def from_module(cls, embedding: nn.Embedding, estimator: Estimator,
-                    weight_scale: str = "channel") -> "BinaryEmbedding":
+                    weight_scale: str = "channel", weight_grad: str = "surrogate") -> "BinaryEmbedding":
         layer = cls(
             embedding.num_embeddings, embedding.embedding_dim, padding_idx=embedding.padding_idx,
             max_norm=embedding.max_norm, norm_type=embedding.norm_type,
             scale_grad_by_freq=embedding.scale_grad_by_freq, sparse=embedding.sparse, device="meta",
-            estimator=estimator, weight_scale=weight_scale,
+            estimator=estimator, weight_scale=weight_scale, weight_grad=weight_grad,
         )
         layer.weight = embedding.weight
         layer.train(embedding.training)
         return layer
 
     def forward(self, ids: Tensor) -> Tensor:
-        table = self.estimator.binarize_weight(self.weight) * self.weight_scale()
+        table = self.binary_weight() * self.weight_scale()
         return F.embedding(ids, table, self.padding_idx, self.max_norm, self.norm_type,
                            self.scale_grad_by_freq, self.sparse)
 

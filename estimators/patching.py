@@ -21,7 +21,9 @@ from torch import nn
 
 from estimators.registry import Registry
 from estimators.base import Estimator
-from estimators.layers import WEIGHT_SCALES, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers
+from estimators.layers import (
+    WEIGHT_GRADS, WEIGHT_SCALES, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers,
+)
 
 SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("scope")
 _BINARY_CLASS = {nn.Conv2d: BinaryConv2d, nn.Linear: BinaryLinear, nn.Embedding: BinaryEmbedding}
@@ -36,6 +38,7 @@ class BinarizationRecord:
     hparams: dict
     scope: str
     weight_scale: str
+    weight_grad: str
     exclude: list[str]
     binarized: list[str]
     full_precision: dict[str, str]  # qualified name -> reason
@@ -94,17 +97,22 @@ def binarize_model(
     exclude: Iterable[str] = (),
     weight_scale: str = "channel",
     scopes: Registry = SCOPES,
+    weight_grad: str = "surrogate",
 ) -> BinarizationRecord:
     """Replace the model's conv/linear layers in scope by binarized ones, in place.
 
     ``scopes`` is the registry the scope name is looked up in: a task family with its own
     notion of scope (detection's ``backbone``) passes a registry of the same kind of rules.
+    ``weight_grad`` (:data:`estimators.layers.WEIGHT_GRADS`): ``"identity"`` lets every layer's
+    weight gradient pass sign straight through, whatever the estimator's surrogate.
     """
     if not isinstance(estimator, Estimator):
         raise ValueError(f"binarize_model needs an estimator object from estimators.build(), got {estimator!r}")
     rule = scopes.get(scope)
     if weight_scale not in WEIGHT_SCALES:
         raise ValueError(f"unknown weight_scale {weight_scale!r}; valid choices: {', '.join(WEIGHT_SCALES)}")
+    if weight_grad not in WEIGHT_GRADS:
+        raise ValueError(f"unknown weight_grad {weight_grad!r}; valid choices: {', '.join(WEIGHT_GRADS)}")
     if binary_layers(model):
         raise ValueError("model is already binarized; build a fresh model to binarize it again")
     exclude = list(exclude)
@@ -126,7 +134,8 @@ def binarize_model(
     replaced: dict[int, BinaryLayer] = {}
     for _, module in chosen:
         if id(module) not in replaced:
-            replaced[id(module)] = _BINARY_CLASS[type(module)].from_module(module, estimator, weight_scale)
+            replaced[id(module)] = _BINARY_CLASS[type(module)].from_module(module, estimator, weight_scale,
+                                                                                weight_grad)
     estimator.attach(list(replaced.values()))  # may reject a layer: the model is still untouched
     for name, module in chosen:
         _set_submodule(model, name, replaced[id(module)])
@@ -136,6 +145,7 @@ def binarize_model(
         hparams=estimator.hparams(),
         scope=scope,
         weight_scale=weight_scale,
+        weight_grad=weight_grad,
         exclude=exclude,
         binarized=[n for n, _ in chosen],
         full_precision={**{n: keep[n] for n, _ in candidates if n in keep}, **unpatchable},

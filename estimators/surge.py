@@ -60,7 +60,7 @@ class _DualPath(torch.autograd.Function):
         ctx.layer, ctx.surge = layer, surge
         # the base's surrogate derivatives as of this forward (its schedule may move before backward)
         ctx.x_grad_fn = surge.base_estimator.activation_grad_fn()
-        ctx.w_grad_fn = surge.base_estimator.weight_grad_fn()
+        ctx.w_grad_fn = None if layer.weight_grad == "identity" else surge.base_estimator.weight_grad_fn()
         ctx.save_for_backward(x, weight, aux_weight)
         w_binary = binary_sign(weight) * layer.weight_scale()
         return layer.functional(binary_sign(x), w_binary, bias)
@@ -137,8 +137,8 @@ class SURGE(Estimator):
     def scheduled(self) -> bool:  # type: ignore[override]
         return self.base_estimator.scheduled
 
-    def binarize_weight(self, w: Tensor) -> Tensor:
-        return self.base_estimator.binarize_weight(w)
+    def binarize_weight(self, w: Tensor, identity: bool = False) -> Tensor:
+        return self.base_estimator.binarize_weight(w, identity)
 
     def attach(self, layers: list[BinaryLayer]) -> None:
         """Give the last k (default: all) binarized conv/linear layers their auxiliary path."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import estimator_cost, run_profile, sweep_overhead
+from benchmarks import estimator_cost, run_profile, sweep_overhead, weight_surrogate_gain
 
 
 def test_estimator_cost_writes_a_table_with_a_verdict_per_estimator(tmp_path, capsys):
@@ -16,6 +16,16 @@ def test_estimator_cost_writes_a_table_with_a_verdict_per_estimator(tmp_path, ca
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert rows["clipped_ste"].rstrip().endswith("| reference | - |")
     assert "time <= 1.10x, mem <= 1.05x" in rows["fda"] and ("PASS" in rows["fda"] or "FAIL" in rows["fda"])
+
+
+def test_weight_surrogate_gain_finds_a_near_constant_multiplier_on_raw_weights(tmp_path):
+    """The measurement behind weight_grad=identity: on latent weights F' barely varies."""
+    out = tmp_path / "gain.md"
+    weight_surrogate_gain.main(["--out", str(out)])
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines()[2:]]
+    assert len(rows) == 2 * 5 * 3
+    assert all(float(cv) < 0.1 for *_, cv in rows)
+    assert max(float(mean) for *_, mean, _ in rows) > 4  # a multiplier, far from STE's 1
 
 
 @pytest.mark.slow

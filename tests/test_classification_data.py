@@ -422,3 +422,34 @@ def test_cifar_subset_keeps_the_in_memory_dataset(tmp_path):
     sub = load_split("cifar10", "train", str(tmp_path), subset=10, augment=True, subset_seed=3)
     assert isinstance(sub, data.InMemoryImages) and len(sub) == 10 and sub.augment
     assert sorted(sub.targets) == list(range(10))  # one item a class
+
+
+def test_the_validation_split_is_disjoint_stratified_deterministic_and_not_augmented(tmp_path):
+    written = write_cifar10(tmp_path, per_batch=20)  # 100 training images, 10 classes
+    train, val = data.train_and_validation("cifar10", str(tmp_path), 30, augment=True)
+    assert len(train) == 70 and len(val) == 30
+    assert not val.augment and train.augment
+    pixels = lambda ds: {bytes(ds.raw(i).numpy()) for i in range(len(ds))}  # noqa: E731
+    assert not pixels(train) & pixels(val)                                 # disjoint
+    assert sorted(torch.bincount(val.labels, minlength=10).tolist()) == [3] * 10  # every class its share
+    again_train, again_val = data.train_and_validation("cifar10", str(tmp_path), 30, augment=True)
+    assert torch.equal(again_val.images, val.images) and torch.equal(again_train.images, train.images)
+    # the training subset is drawn from what is left, so it never holds a validation image
+    subset, _ = data.train_and_validation("cifar10", str(tmp_path), 30, subset=20)
+    assert len(subset) == 20 and not pixels(subset) & pixels(val)
+    # no validation split: the train split exactly as before
+    whole, none = data.train_and_validation("cifar10", str(tmp_path), 0)
+    assert none is None and torch.equal(whole.images, load_split("cifar10", "train", str(tmp_path)).images)
+    with pytest.raises(UserError, match="val_size must be between 1 and 99"):
+        data.train_and_validation("cifar10", str(tmp_path), 100)
+    assert written  # the fixture's images were written
+
+
+def test_a_val_size_beyond_the_train_split_is_refused_before_a_row_exists(tmp_path):
+    from bench.cli import main
+    from bench.db import ResultsDB
+
+    db_url = f"sqlite:///{tmp_path}/r.sqlite"
+    code = main(["run", "--task", "classification", "--dataset", "digits", "--estimator", "ste", "--quiet",
+                 "--set", "val_size=1437", "--db", db_url])
+    assert code == 2 and ResultsDB(db_url).list_runs() == []

@@ -1,7 +1,10 @@
-"""The detection family on mmdet: offline data, VOC reading, scopes, binary convs, runs in the database."""
+"""The detection family on mmdet: offline data, VOC reading, the validation split, scopes, binary
+convs, runs in the database."""
+import dataclasses
 import json
 import math
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +24,10 @@ from tasks.detection.task import import_openmmlab  # noqa: E402
 
 SMALL = synthetic.SceneSpec(image_size=96, n_train=6, n_val=5, max_objects=3)
 TWO_ITERATIONS = ["--epochs", "1", "--quiet", "--set", "train_subset=8", "--set", "batch_size=4",
-                  "--set", "eval_subset=4", "--set", "num_workers=0"]
+                  "--set", "eval_subset=4", "--set", "num_workers=0", "--set", "val_size=0"]
+#: a validation split of 4 training images (later --set values win)
+FOUR_VALIDATION_IMAGES = ["--set", "val_size=4"]
+COCO_METRICS = {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +103,19 @@ def test_voc_folder_with_difficult_flags_loads_through_mmdet(tmp_path, small_set
         assert [i["bbox"] for i in info["instances"]] == [list(box) for box in scene.boxes]
 
 
+def _voc_0712(folder: Path) -> None:
+    """A VOCdevkit of the small set's scenes: 3 VOC2007 trainval, 5 VOC2012 trainval, 4 VOC2007 test images."""
+    items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
+    scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))
+    for year, split, count in (("2007", "trainval", 3), ("2012", "trainval", 5), ("2007", "test", 4)):
+        synthetic.write_voc(folder / "VOCdevkit", year, split, scenes[:count], detection_data.VOC_CLASSES[:10])
+
+
 def test_voc_0712_configs_build_mmdet_datasets_with_the_voc07_metric(tmp_path, small_set):
     import_openmmlab()
     from mmdet.registry import DATASETS
 
-    items, labels = synthetic.load_items(synthetic.find_fashion_mnist(), "val")
-    scenes = list(synthetic.generate_scenes(SMALL, "val", items, labels, synthetic.load_backgrounds()))
-    for year, split, count in (("2007", "trainval", 3), ("2012", "trainval", 5), ("2007", "test", 4)):
-        synthetic.write_voc(tmp_path / "VOCdevkit", year, split, scenes[:count], detection_data.VOC_CLASSES[:10])
+    _voc_0712(tmp_path)
     data = detection_data.build("voc", str(tmp_path), None, (96, 96), None, None, tmp_path)
     assert data.metric_style == "voc" and data.evaluator["eval_mode"] == "11points"
     assert len(DATASETS.build(data.train)) == 3 + 5 and len(DATASETS.build(data.val)) == 4  # 07+12 -> 07 test
@@ -159,6 +170,94 @@ def test_cli_bad_data_is_one_line_and_leaves_no_row(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 0
     assert f"malformed annotation file {coco / 'instances_train2017.json'}" in err
     assert ResultsDB(db_url).list_runs() == []
+
+
+# -- the validation split ------------------------------------------------------------------
+def _fmnist(cache_dir, work_dir: Path, val_size: int, train_subset=None):
+    work_dir.mkdir(exist_ok=True)
+    return detection_data.build("fmnist_det", None, str(cache_dir), (96, 96), train_subset, None, work_dir, val_size)
+
+
+def _coco_file(ann_file) -> tuple[set, list]:
+    """A COCO annotation file's image ids and its annotations' image ids."""
+    content = json.loads(Path(ann_file).read_text())
+    return {image["id"] for image in content["images"]}, [a["image_id"] for a in content["annotations"]]
+
+
+def test_the_validation_split_is_held_out_of_the_training_images_and_the_test_split_is_untouched(tmp_path, cache_dir):
+    import_openmmlab()
+    from mmdet.registry import DATASETS
+
+    without = _fmnist(cache_dir, tmp_path / "none", 0)
+    assert without.validation is None and without.validation_evaluator is None
+    assert without.train["ann_file"].endswith("annotations/instances_train.json")  # as before: the file itself
+    every_image, every_annotation = _coco_file(without.train["ann_file"])
+
+    split = _fmnist(cache_dir, tmp_path / "fifty", 50)
+    held, held_annotations = _coco_file(split.validation["ann_file"])
+    kept, kept_annotations = _coco_file(split.train["ann_file"])
+    assert len(held) == 50 and not held & kept and held | kept == every_image
+    assert sorted(held_annotations + kept_annotations) == sorted(every_annotation)
+    assert set(held_annotations) <= held and set(kept_annotations) <= kept
+    # the validation metric scores exactly the held-out images, in test mode with the test pipeline
+    assert split.validation_evaluator["ann_file"] == split.validation["ann_file"]
+    assert split.validation["test_mode"] and split.validation["pipeline"] == split.val["pipeline"]
+    assert {info["img_id"] for info in DATASETS.build(split.validation).load_data_list()} == held
+    assert split.val == without.val and split.evaluator == without.evaluator  # the reported split
+
+    assert _coco_file(_fmnist(cache_dir, tmp_path / "again", 50).validation["ann_file"])[0] == held
+    assert _coco_file(_fmnist(cache_dir, tmp_path / "sixty", 60).validation["ann_file"])[0] != held
+    subset = DATASETS.build(_fmnist(cache_dir, tmp_path / "subset", 50, train_subset=8).train)
+    assert len(subset) == 8 and {subset.get_data_info(i)["img_id"] for i in range(8)} <= kept
+
+
+def test_voc_0712_validation_split_comes_from_both_years_trainval_lists(tmp_path, small_set):
+    import_openmmlab()
+    from mmdet.registry import DATASETS
+
+    _voc_0712(tmp_path)
+    data = detection_data.build("voc", str(tmp_path), None, (96, 96), None, None, tmp_path, 3)
+    train, validation = DATASETS.build(data.train), DATASETS.build(data.validation)
+
+    def images(dataset) -> list[str]:
+        return [dataset.get_data_info(i)["img_path"] for i in range(len(dataset))]
+
+    assert len(images(train)) == 5 and len(images(validation)) == 3
+    assert len(set(images(train)) | set(images(validation))) == 3 + 5  # disjoint, together all of trainval
+    assert len(DATASETS.build(data.val)) == 4 and data.validation_evaluator == data.evaluator
+    with pytest.raises(UserError, match=r"^val_size must be between 1 and 7 \(the train split has 8 images\), "
+                                        r"got 8$"):
+        detection_data.check("voc", str(tmp_path), None, 8)
+
+
+def test_a_validation_split_of_every_training_image_is_one_line_and_leaves_no_row(tmp_path, cache_dir, capsys):
+    db_url = f"sqlite:///{tmp_path}/det.sqlite"
+    code = main(["run", "--task", "detection", "--estimator", "surge", "--db", db_url, *TWO_ITERATIONS,
+                 "--set", "val_size=1000", "--set", f"cache_dir={cache_dir}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "val_size must be between 1 and 999 (the train split has 1000 images), got 1000" in err
+    assert ResultsDB(db_url).list_runs() == []
+
+
+def test_the_quick_preset_holds_out_200_images_and_the_paper_preset_none():
+    from bench.config import build_config
+
+    assert build_config("detection", "surge").options["val_size"] == 200
+    assert build_config("detection", "surge", dataset="voc", preset="paper").options["val_size"] == 0
+
+
+def test_the_pretraining_cache_key_tells_validation_splits_apart_and_keeps_its_old_key_without_one(tmp_path):
+    from bench.config import build_config
+    from tasks.detection.task import DetectionTask
+
+    def key(config) -> str:
+        return DetectionTask.pretraining_stage(config, "data").cache_folder(tmp_path).name
+
+    configs = {size: build_config("detection", "surge", sets=[f"val_size={size}"]) for size in (0, 200)}
+    assert key(configs[0]) != key(configs[200])
+    before = {name: value for name, value in configs[0].options.items() if name != "val_size"}  # a config of then
+    assert key(dataclasses.replace(configs[0], options=before)) == key(configs[0])
 
 
 # -- models and scopes ---------------------------------------------------------------------
@@ -292,14 +391,42 @@ def test_engine_hooks_raise_diverged_on_a_nan_loss():
 # -- end to end ------------------------------------------------------------------------------
 def test_a_run_leaves_no_loader_worker_behind(tmp_path, cache_dir):
     """Persistent loader workers are shut down as the run ends: a pool worker's next run found
-    them in its garbage collection and waited about 15 s on them."""
+    them in its garbage collection and waited about 15 s on them. With a validation split the
+    Runner has three loaders (train, validation, test)."""
     import multiprocessing
 
     args = [a if a != "num_workers=0" else "num_workers=1" for a in TWO_ITERATIONS]
     code = main(["run", "--task", "detection", "--estimator", "clipped_ste", "--db", f"sqlite:///{tmp_path}/d.sqlite",
-                 *args, "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}"])
+                 *args, *FOUR_VALIDATION_IMAGES, "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}"])
     assert code == 0
     assert multiprocessing.active_children() == []
+
+
+def _tiny_run(tmp_path, cache_dir, *extra) -> tuple[dict, set]:
+    """A two-iteration binary run without pre-training: its stored metrics and curve names."""
+    db_url = f"sqlite:///{tmp_path}/det.sqlite"
+    code = main(["run", "--task", "detection", "--estimator", "clipped_ste", "--db", db_url, *TWO_ITERATIONS, *extra,
+                 "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}"])
+    assert code == 0
+    db = ResultsDB(db_url)
+    (run,) = db.list_runs()
+    return {m.name: m for m in db.get_run(run.id).metrics}, {c.name for c in db.get_run(run.id).curves}
+
+
+def test_a_run_with_a_validation_split_stores_both_splits_and_its_best_validation_epoch(tmp_path, cache_dir):
+    metrics, curves = _tiny_run(tmp_path, cache_dir, *FOUR_VALIDATION_IMAGES)
+    scores = COCO_METRICS | {f"val_{name}" for name in COCO_METRICS}
+    assert set(metrics) == scores | {f"{name}@best_val" for name in scores} | {"best_val_epoch"}
+    assert metrics["best_val_epoch"].value == 1.0  # the only evaluated epoch
+    assert all(metrics[f"{name}@best_val"].value == metrics[name].value for name in scores)
+    assert metrics["bbox_mAP"].primary and metrics["val_bbox_mAP"].higher_is_better
+    assert {"val_bbox_mAP", "test_bbox_mAP", "train_loss"} <= curves
+
+
+def test_a_run_without_a_validation_split_stores_the_metric_names_of_before(tmp_path, cache_dir):
+    metrics, curves = _tiny_run(tmp_path, cache_dir)
+    assert set(metrics) == COCO_METRICS
+    assert "test_bbox_mAP" in curves and not [name for name in curves if name.startswith("val_")]
 
 
 @pytest.mark.slow
@@ -320,23 +447,26 @@ def test_two_iteration_quick_runs_land_finished_rows_with_bbox_map(tmp_path, cac
     for run in runs:
         full = db.get_run(run.id)
         metrics = {m.name: m for m in full.metrics}
-        assert set(metrics) == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+        assert set(metrics) == COCO_METRICS
         assert metrics["bbox_mAP"].primary and metrics["bbox_mAP"].higher_is_better
         assert all(0.0 <= m.value <= 100.0 for m in metrics.values())
         assert full.scope["scope"] == "backbone" and len(full.scope["binarized"]) == 16
         assert full.scope["pretraining"]["cache_key"] == cached[0][0].parent.name
-        assert set(full.scope["pretraining"]["metrics"]) == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+        assert set(full.scope["pretraining"]["metrics"]) == COCO_METRICS
         assert full.n_binary_params == sum(
             c * c * 9 * n for c, n in ((64, 4), (128, 3), (256, 3), (512, 3))) + 64 * 128 * 9 + 128 * 256 * 9 \
             + 256 * 512 * 9
         curves = db.curves_frame()
-        assert set(curves[curves.run_id == run.id].curve) >= {"train_loss", "lr", "val_bbox_mAP"}
+        assert set(curves[curves.run_id == run.id].curve) >= {"train_loss", "lr", "test_bbox_mAP"}
 
 
 @pytest.mark.slow
-def test_an_interrupted_detection_run_resumes_to_the_uninterrupted_result(tmp_path, cache_dir, monkeypatch):
+@pytest.mark.parametrize("validation", [[], [*FOUR_VALIDATION_IMAGES, "--set", "val_every=1"]],
+                         ids=["no-validation", "validation-every-epoch"])
+def test_an_interrupted_detection_run_resumes_to_the_uninterrupted_result(tmp_path, cache_dir, monkeypatch,
+                                                                          validation):
     db_url, reference_url = f"sqlite:///{tmp_path}/det.sqlite", f"sqlite:///{tmp_path}/reference.sqlite"
-    args = ["run", "--task", "detection", "--estimator", "surge", *TWO_ITERATIONS,
+    args = ["run", "--task", "detection", "--estimator", "surge", *TWO_ITERATIONS, *validation,
             "--epochs", "2", "--set", "pretrain_epochs=0", "--set", f"cache_dir={cache_dir}",
             "--checkpoint-dir", str(tmp_path / "checkpoints")]
     assert main([*args, "--db", reference_url]) == 0
@@ -352,7 +482,9 @@ def test_an_interrupted_detection_run_resumes_to_the_uninterrupted_result(tmp_pa
     (interrupted,) = ResultsDB(db_url).list_runs()
     assert interrupted.status == "interrupted" and interrupted.error.endswith("rerun to resume")
     (checkpoint,) = (tmp_path / "checkpoints").glob("*/last.pt")
-    torch.load(checkpoint, weights_only=True)  # the harness's format: tensors and plain values only
+    saved = torch.load(checkpoint, weights_only=True)  # the harness's format: tensors and plain values only
+    if validation:  # epoch 1's validation, the best so far, is kept for the resumed run to compare with
+        assert saved["extra"]["best"]["epoch"] == 1 and "val_bbox_mAP" in saved["extra"]["best"]["scores"]
     monkeypatch.setattr(ResultsDB, "add_curve_points", original)
 
     assert main([*args, "--db", db_url]) == 0

@@ -42,7 +42,7 @@ def test_two_process_gloo_glue_run_lands_exactly_one_finished_row(tmp_path):
         (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     db_url = f"sqlite:///{tmp_path}/ddp.sqlite"
     done = _bench("run", "--task", "glue", "--dataset", "sst2", "--data-root", str(tmp_path), "--estimator",
-                  "clipped_ste", "--gpus", "2", "--epochs", "1", "--set", "num_hidden_layers=2", "--set",
+                  "clipped_ste", "--gpus", "2", "--epochs", "1", "--set", "num_hidden_layers=2", "--set", "val_size=16", "--set",
                   "batch_size=16", "--set", "max_seq_length=16", "--quiet", "--db", db_url,
                   "--checkpoint-dir", str(tmp_path / "checkpoints"))
     assert done.returncode == 0, done.stderr[-2000:]

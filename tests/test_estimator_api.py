@@ -16,14 +16,14 @@ from tasks.classification.models import MODELS
 
 ALL_NAMES = ["approx_sign", "clipped_ste", "dsq", "ede", "fda", "fp32", "reste", "ste", "surge", "swish_sign"]
 
-# resnet18_cifar's conv/linear layers, in module order.
+# resnet18_cifar's conv/linear layers, in module order (bireal block: downsample = AvgPool, 1x1 conv, BN).
 BLOCK_CONVS = [f"layers.{i}.{j}.conv{k}" for i in range(4) for j in range(2) for k in (1, 2)]
-DOWNSAMPLES = [f"layers.{i}.0.downsample.0" for i in (1, 2, 3)]
+DOWNSAMPLES = [f"layers.{i}.0.downsample.1" for i in (1, 2, 3)]
 ALL_LAYERS = [
     "conv1",
     *[n for i in range(4) for n in (
         f"layers.{i}.0.conv1", f"layers.{i}.0.conv2",
-        *([f"layers.{i}.0.downsample.0"] if i > 0 else []),
+        *([f"layers.{i}.0.downsample.1"] if i > 0 else []),
         f"layers.{i}.1.conv1", f"layers.{i}.1.conv2",
     )],
     "fc",
@@ -277,7 +277,7 @@ def test_exclude_patterns():
 def test_exclude_does_not_override_scope_reasons():
     model = resnet18()
     record = estimators.binarize_model(model, estimators.build("ste"), scope="standard", exclude=("layers.1.*",))
-    assert record.full_precision["layers.1.0.downsample.0"] == "downsample shortcut"
+    assert record.full_precision["layers.1.0.downsample.1"] == "downsample shortcut"
     assert record.full_precision["layers.1.0.conv1"] == "excluded by pattern"
     assert record.binarized == [n for n in BLOCK_CONVS if not n.startswith("layers.1.")]
 

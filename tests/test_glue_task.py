@@ -6,12 +6,13 @@ import torch
 import estimators
 from bench.cli import main
 from bench.db import ResultsDB
+from bench.errors import UserError
 from tasks.glue import data
 from tasks.glue.models import SCOPES, load_model, load_tokenizer, offline_minilm_path
 
 pytest.importorskip("transformers")
 
-TINY = ["--epochs", "1", "--quiet", "--set", "num_hidden_layers=2", "--set", "train_subset=64",
+TINY = ["--epochs", "1", "--quiet", "--set", "num_hidden_layers=2", "--set", "train_subset=64", "--set", "val_size=8",
         "--set", "eval_subset=32", "--set", "batch_size=32", "--set", "max_seq_length=32"]
 
 
@@ -141,7 +142,7 @@ def test_dataset_all_runs_every_glue_task_and_reports_the_average(tmp_path):
             (tmp_path / folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     db_url = f"sqlite:///{tmp_path}/glue.sqlite"
     code = main(["run", "--task", "glue", "--estimator", "fp32", "--dataset", "all", "--data-root",
-                 str(tmp_path), "--db", db_url, *TINY])
+                 str(tmp_path), "--db", db_url, *TINY, "--set", "val_size=0"])  # two training examples a task
     assert code == 0
     runs = ResultsDB(db_url).list_runs()
     assert sorted(r.dataset for r in runs) == sorted(LAYOUTS) and {r.status for r in runs} == {"finished"}
@@ -245,3 +246,26 @@ def test_a_binarized_example_scores_the_same_whatever_padding_its_batch_has(atte
             alone = model(**{k: v for k, v in collate([encoded[i]]).items() if k != "labels"}).logits
             torch.testing.assert_close(padded[i], alone[0], rtol=1e-5, atol=1e-5)
     assert encoded.by_length() == [0, 2, 1]
+
+
+def test_the_validation_split_is_held_out_of_train_deterministically():
+    from tasks.glue.task import hold_out
+
+    examples = [f"sentence {i}" for i in range(50)]
+    train, held = hold_out(examples, 10)
+    assert len(held) == 10 and len(train) == 40 and not set(train) & set(held)
+    assert hold_out(examples, 10) == (train, held) and held != examples[:10]  # a fixed shuffle, file order kept
+    assert train == [e for e in examples if e not in held]
+    assert hold_out(examples, 0) == (examples, [])
+    with pytest.raises(UserError, match="val_size must be between 1 and 49"):
+        hold_out(examples, 50)
+
+
+def test_a_run_with_a_validation_split_stores_both_splits(tmp_path, capsys):
+    db_url = f"sqlite:///{tmp_path}/glue.sqlite"
+    assert main(["run", "--task", "glue", "--estimator", "clipped_ste", "--db", db_url, *TINY]) == 0
+    run = ResultsDB(db_url).get_run(1)
+    names = {m.name for m in run.metrics}
+    assert {"accuracy", "val_accuracy", "accuracy@best_val", "best_val_epoch"} <= names
+    assert {"val_accuracy", "test_accuracy"} <= {c.name for c in run.curves}
+    assert run.config["options"]["val_size"] == 8

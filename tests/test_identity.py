@@ -51,13 +51,43 @@ def test_a_cache_folder_keeps_its_key_across_a_version_bump_it_is_pinned_to(tmp_
     assert pinned != detection.cache_folder(tmp_path)
 
 
+def _as_of_today(connection) -> None:
+    """The fixture's rows ran models that are gone (the Hardtanh blocks before the ``block``
+    field): give their configs today's quick-preset block, weight gradient and validation split, with the rule-1
+    hash of that config, so they are rows a rule-1 surge-bench could have written of an
+    experiment this checkout can run."""
+    import json
+
+    for run_id, config in connection.execute("SELECT id, config FROM runs").fetchall():
+        config = json.loads(config)
+        today = build_config(task=config["task"], estimator=config["estimator"], dataset=config["dataset"])
+        config.update(block=today.block, weight_grad=today.weight_grad)
+        config["options"] = {**config["options"], "val_size": today.options["val_size"]}
+        connection.execute("UPDATE runs SET config = ?, config_hash = ? WHERE id = ?",
+                           (json.dumps(config), RunConfig.from_dict(config).hash_rule1(), run_id))
+
+
 @pytest.fixture
 def rule1_db(tmp_path):
     path = tmp_path / "results.sqlite"
     shutil.copy(FIXTURE, path)
     with sqlite3.connect(path) as connection:
+        _as_of_today(connection)
         old = dict(connection.execute("SELECT id, config_hash FROM runs").fetchall())
     return f"sqlite:///{path}", old
+
+
+def test_stored_configs_without_the_added_fields_keep_their_hash():
+    """``block`` and ``weight_grad`` came after these rows: at their legacy values they stay out of the hash."""
+    with sqlite3.connect(FIXTURE) as connection:
+        rows = connection.execute("SELECT config, config_hash FROM runs").fetchall()
+    import json
+
+    for config, stored_hash in rows:
+        config = json.loads(config)
+        assert "block" not in config and RunConfig.from_dict(config).hash_rule1() == stored_hash
+    assert _digits("ste", "block=irnet").hash() != _digits("ste").hash()
+    assert _digits("ste", "weight_grad=surrogate").hash() != _digits("ste").hash()
 
 
 def test_a_rule1_database_is_rehashed_once_and_its_finished_runs_are_found(rule1_db, capsys):

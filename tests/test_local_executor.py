@@ -133,3 +133,14 @@ def test_a_run_in_a_used_pool_worker_is_bit_identical_to_one_in_a_fresh_process(
     assert {m.name: m.value for m in pooled.metrics} == {m.name: m.value for m in alone.metrics}
     assert ({(c.epoch, c.name): c.value for c in pooled.curves}
             == {(c.epoch, c.name): c.value for c in alone.curves})
+
+
+def test_workers_share_the_cores_and_a_users_thread_count_wins(monkeypatch):
+    from bench import local_executor
+
+    monkeypatch.setattr(local_executor.os, "cpu_count", lambda: 8)
+    assert [local_executor.worker_threads(jobs) for jobs in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert local_executor._environment(4)["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert local_executor._environment(4)["OMP_NUM_THREADS"] == "3"

@@ -379,7 +379,9 @@ def test_unknown_status_filter_names_the_valid_ones(tmp_path, capsys):
 def test_ctrl_c_and_sigterm_print_one_line_and_leave_a_resumable_row(tmp_path, signum):
     db_url = f"sqlite:///{tmp_path}/bench.sqlite"
     checkpoints = tmp_path / "checkpoints"
-    process = _bench_process("run", *LONGER, "--db", db_url, "--checkpoint-dir", str(checkpoints))
+    # 60 epochs: the signal lands long before the run could end, however late a busy machine lets this test see
+    # the first checkpoint (with 8 epochs the run once finished first and exited 0)
+    process = _bench_process("run", *LONGER, "--epochs", "60", "--db", db_url, "--checkpoint-dir", str(checkpoints))
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first checkpoint", process)
     process.send_signal(signum)
     assert _stopped_by(process.wait(timeout=120), signum)
@@ -441,7 +443,8 @@ def test_ctrl_c_stops_a_sweep_closes_its_running_row_and_starts_nothing_more(tmp
 def test_a_run_whose_database_file_goes_away_fails_loudly(tmp_path, how):
     db_file = tmp_path / "bench.sqlite"
     checkpoints = tmp_path / "checkpoints"
-    process = _bench_process("run", *LONGER, "--db", f"sqlite:///{db_file}", "--checkpoint-dir", str(checkpoints))
+    process = _bench_process("run", *LONGER, "--epochs", "60", "--db", f"sqlite:///{db_file}", "--checkpoint-dir",
+                             str(checkpoints))  # long: it must still run when the file goes
     _wait_for(lambda: any(checkpoints.glob("*/last.pt")), "the first checkpoint", process)
     if how == "replaced":  # a new, empty database moved into its place in one step
         ResultsDB(f"sqlite:///{tmp_path}/new.sqlite").engine.dispose()

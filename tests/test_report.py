@@ -72,12 +72,18 @@ def _md_row(markdown: str, name: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def test_one_results_and_one_deltas_table_per_task_and_preset(db):
+def test_results_deltas_and_aggregate_tables_per_task_and_preset(db):
     tables = build_tables(db)
     assert sorted((t.task, t.preset, t.kind) for t in tables) == [
-        ("classification", "quick", "deltas"), ("classification", "quick", "results"),
-        ("regression", "quick", "deltas"), ("regression", "quick", "results"),
+        ("classification", "quick", "aggregate"), ("classification", "quick", "deltas"),
+        ("classification", "quick", "results"),
+        ("regression", "quick", "aggregate"), ("regression", "quick", "deltas"), ("regression", "quick", "results"),
     ]
+    # fp32 ran on one column of classification (an aggregate over its runs), on none of regression (none, and why)
+    classification = _table(tables, "classification", "aggregate")
+    assert not classification.empty and "fp32" in classification.rows
+    assert classification.notes == ["mnist / mlp: no fp32 run: not aggregated"]
+    assert "no column has fp32 runs" in _table(tables, "regression", "aggregate").message
     results = _table(tables, "classification", "results")
     assert results.columns == [CLS_COL, MNIST_COL]
     assert results.rows == ["fp32", "clipped_ste", "ste", "surge"]   # references first, then alphabetical
@@ -126,19 +132,23 @@ def test_missing_cell_is_a_dash(db):
     assert latex_row.rstrip(" \\").split(" & ")[2] == "--"
 
 
-def test_deltas_vs_clipped_ste_and_fp32(db):
+def test_deltas_are_paired_by_seed_to_clipped_ste(db):
     deltas = _table(build_tables(db), "classification", "deltas")
-    vs_ste, vs_fp32 = f"{CLS_COL}: Δ clipped_ste", f"{CLS_COL}: Δ fp32"
-    assert deltas.cell("surge", vs_ste).mean == pytest.approx(1.0)          # 92 - 91
-    assert deltas.cell("surge", vs_fp32).mean == pytest.approx(1.42)        # 92 - 90.58
-    assert deltas.cell("ste", vs_ste).mean == pytest.approx(-2.0)           # 89 - 91
-    assert deltas.cell("clipped_ste", vs_fp32).mean == pytest.approx(0.42)  # 91 - 90.58
-    assert deltas.cell("surge", f"{MNIST_COL}: Δ clipped_ste").missing      # no reference there
+    delta, p = f"{CLS_COL}: Δ [95 % CI]", f"{CLS_COL}: p (Holm)"
+    assert deltas.rows == ["fp32", "ste", "surge"]              # every estimator but the reference; no MDD row:
+    assert deltas.columns[:2] == [delta, p]                     # nothing has 3 paired seeds
+    surge = deltas.cell("surge", delta)                         # seeds 0, 1: 91.5 - 90, 92.5 - 91
+    assert (surge.mean, surge.n, surge.interval, surge.significant) == (pytest.approx(1.5), 2, None, False)
+    assert deltas.cell("ste", delta).mean == pytest.approx(-1.0)        # seed 0 only: 89 - 90
+    assert deltas.cell("fp32", delta).mean == pytest.approx(0.58)       # fp32 is a row like the others
+    assert deltas.cell("surge", f"{MNIST_COL}: Δ [95 % CI]").missing    # no reference there
     md = render_markdown_table(deltas)
-    assert _md_row(md, "surge")[1:] == ["+1.00", "+1.42", "\u2013", "\u2013"]
-    assert _md_row(md, "ste")[1:3] == ["-2.00", "-1.58"]
-    assert _md_row(md, "clipped_ste")[2] == "+0.42"
-    assert r"$-$2.00" in render_latex_table(deltas)
+    assert _md_row(md, "surge")[1:] == ["+1.50 (n=2)", "n < 3: not tested", "\u2013", "\u2013"]
+    assert _md_row(md, "ste")[1] == "-1.00 (n=1)"
+    assert "Δ = estimator − clipped_ste" in md and "higher is better" in md
+    assert any("n < 3 paired seeds: not tested" in note for note in deltas.notes)
+    assert any(note.startswith(f"{MNIST_COL}: no clipped_ste run") for note in deltas.notes)
+    assert r"$-$1.00 (n=1)" in render_latex_table(deltas)
 
 
 def test_pooled_configurations_are_flagged(db):
@@ -174,6 +184,9 @@ def test_preset_filter(db):
 
 def test_markdown_is_a_valid_table(db):
     for table in build_tables(db):
+        if table.empty:
+            assert table.message and table.message in render_markdown_table(table)
+            continue
         lines = [line for line in render_markdown_table(table).splitlines() if line.startswith("|")]
         assert len(lines) == 2 + len(table.rows)
         assert len({line.count("|") for line in lines}) == 1
@@ -251,19 +264,24 @@ def test_write_report(db, tmp_path):
     assert names == {
         "results.md", "results.tex",
         "tables/classification_quick.tex", "tables/classification_quick_deltas.tex",
-        "tables/regression_quick.tex", "tables/regression_quick_deltas.tex",
+        "tables/classification_quick_aggregate.tex", "tables/regression_quick.tex", "tables/regression_quick_deltas.tex",
         "tables/classification-quick-cifar10-resnet18_cifar-efficiency.tex",
         "tables/classification-quick-mnist-mlp-efficiency.tex", "tables/regression-quick-toy-mlp-efficiency.tex",
         "figures/curves_classification_cifar10_resnet18_cifar_quick.png",
+        "figures/forest_classification_quick.png", "figures/forest_regression_quick.png",
     }
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
     md = (out / "results.md").read_text()
     assert db.url.split("///")[-1] in md and "generated:" in md and "sample standard deviation" in md
     assert "91.00 ± 1.00 (n=3)" in md and "figures/curves_classification" in md
+    assert "figures/forest_classification_quick.png" in md and "aggregate over columns: not computed" in md
+    assert "IQM of score / fp32" in md
     tex = (out / "results.tex").read_text()
     assert tex.startswith(r"\documentclass{article}") and r"\usepackage{booktabs}" in tex
     assert tex.rstrip().endswith(r"\end{document}") and _balanced(tex) and _environments_paired(tex)
-    assert tex.count(r"\begin{table}") == 4 + 3 and tex.isascii()  # results, deltas; 3 efficiency tables
+    # results and deltas of both tasks, classification's aggregate, 3 efficiency tables
+    assert tex.count(r"\begin{table}") == 4 + 1 + 3 and tex.isascii()
+    assert "figures/forest_regression_quick.png" in tex and "aggregate over columns: not computed" in tex
     alone = (out / "tables" / "classification_quick.tex").read_text()
     assert alone.startswith(r"\begin{table}") and r"\documentclass" not in alone
 
@@ -364,3 +382,40 @@ def test_the_written_report_has_an_efficiency_section(tmp_path):
     write_report(db, tmp_path / "out")
     assert "## Efficiency" in (tmp_path / "out" / "results.md").read_text()
     assert (tmp_path / "out" / "tables" / "classification-quick-cifar10-resnet18_cifar-efficiency.tex").is_file()
+
+
+def _block_run(db, estimator, seed, block, last, best=None, fraction=None):
+    run_id = db.start_run(config_hash=f"{estimator}-{seed}-{block}", config={"estimator": estimator, "seed": seed,
+                          "estimator_hparams": {}, "block": block}, task="classification", task_version="1",
+                          dataset="fashion_mnist", model="resnet20_cifar", estimator=estimator, preset="quick",
+                          seed=seed, variant=estimator)
+    metrics = [dict(name="top1", value=last, higher_is_better=True, primary=True)]
+    if best is not None:
+        metrics.append(dict(name="top1@best_val", value=best, higher_is_better=True, primary=False))
+    if fraction is not None:
+        for epoch in (1, 2):
+            db.add_curve_points(run_id, epoch, epoch, {"frac_abs_gt1_mean": fraction, "val_top1": last})
+    db.finish_run(run_id, "finished", metrics=metrics)
+
+
+def test_columns_are_per_block_select_picks_the_epoch_and_fp32_in_a_sign_only_block_is_explained(tmp_path):
+    db = ResultsDB(f"sqlite:///{tmp_path}/blocks.sqlite")
+    for seed in range(3):
+        _block_run(db, "clipped_ste", seed, "bireal", 80.0 + seed, best=81.0 + seed, fraction=0.6)
+        _block_run(db, "fp32", seed, "bireal", 90.0 + seed, best=91.0 + seed)
+        _block_run(db, "clipped_ste", seed, "irnet", 70.0 + seed, fraction=0.0)
+    last = _table(build_tables(db), "classification", "results")
+    assert last.columns == ["fashion_mnist / resnet20_cifar (bireal)", "fashion_mnist / resnet20_cifar (irnet)"]
+    assert last.cell("clipped_ste", last.columns[1]).mean == pytest.approx(71.0)
+    assert any("fp32 applies ReLU where the binary networks apply sign" in n and "(bireal)" in n for n in last.notes)
+    assert "at the last epoch" in last.description
+    best = _table(build_tables(db, select="best_val"), "classification", "results")
+    assert best.columns == ["fashion_mnist / resnet20_cifar (bireal)"]  # the irnet runs had no validation split
+    assert best.cell("clipped_ste", best.columns[0]).mean == pytest.approx(82.0)
+    assert "at the epoch best on the validation split" in best.description
+    assert any("3 run(s) without a validation split have no top1@best_val" in n for n in best.notes)
+    paths = write_report(db, tmp_path / "report", formats=("md",))
+    names = {p.name for p in paths}
+    assert {"sign_inputs_classification_fashion_mnist_resnet20_cifar_bireal_quick.png",
+            "sign_inputs_classification_fashion_mnist_resnet20_cifar_irnet_quick.png"} <= names
+    assert "Inputs of sign with |x| > 1" in (tmp_path / "report" / "results.md").read_text()

@@ -5,6 +5,8 @@ from bench.report.tables import Cell, ReportTable
 
 DASH_MD = "\u2013"          # en dash
 DASH_TEX = "--"
+MARKER_MD = r"\*"           # escaped: a bare * next to ** would read as emphasis
+MARKER_TEX = r"$^{*}$"
 
 
 def _fmt_number(value: float, decimals: int, signed: bool = False) -> str:
@@ -14,15 +16,23 @@ def _fmt_number(value: float, decimals: int, signed: bool = False) -> str:
     return text
 
 
+def _signed(value: float, decimals: int, fmt: str) -> str:
+    text = _fmt_number(value, decimals, signed=True)
+    return "$-$" + text[1:] if fmt == "latex" and text.startswith("-") else text
+
+
 def _cell_text(cell: Cell, fmt: str) -> str:
     if cell.missing:
         return DASH_MD if fmt == "md" else DASH_TEX
     if cell.text is not None:
         text = cell.text if fmt == "md" else latex_escape(cell.text)
     elif cell.delta:
-        text = _fmt_number(cell.mean, cell.decimals, signed=True)
-        if fmt == "latex" and text.startswith("-"):
-            text = "$-$" + text[1:]
+        text = _signed(cell.mean, cell.decimals, fmt)
+        if cell.interval is not None:
+            low, high = (_signed(v, cell.decimals, fmt) for v in cell.interval)
+            text += f" [{low}, {high}]"
+        if cell.n:
+            text += f" (n={cell.n})"
     else:
         pm = " ± " if fmt == "md" else r" $\pm$ "
         text = _fmt_number(cell.mean, cell.decimals)
@@ -31,28 +41,32 @@ def _cell_text(cell: Cell, fmt: str) -> str:
         text += f" (n={cell.n})"
     if cell.bold:
         text = f"**{text}**" if fmt == "md" else rf"\textbf{{{text}}}"
+    if cell.significant:
+        text += MARKER_MD if fmt == "md" else MARKER_TEX
     return text
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", r"\|")
+    return str(text).replace("|", r"\|").replace("*", r"\*")
 
 
 _TEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "—": "---",
+    "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--", "—": "---", "<": r"$<$", ">": r"$>$",
+    "|": r"$|$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials (``_ % & # $ { } ~ ^ \\``) and map ± Δ – to LaTeX."""
+    """Escape LaTeX specials (``_ % & # $ { } ~ ^ \\``) and map ± Δ − – — < > | to LaTeX."""
     return "".join(_TEX_SPECIALS.get(ch, ch) for ch in str(text))
 
 
 def render_markdown_table(table: ReportTable) -> str:
     """GitHub markdown: a bold title line, the table (best cells in ``**…**``), notes."""
-    lines = [f"**{_md_escape(table.title)}**" + (f" — {table.description}" if table.description else ""), ""]
+    lines = [f"**{_md_escape(table.title)}**" + (f" — {_md_escape(table.description)}" if table.description else ""),
+             ""]
     if table.empty:
         lines.append(f"_{table.message or 'no results'}_")
         return "\n".join(lines) + "\n"
@@ -92,7 +106,9 @@ def render_latex_table(table: ReportTable) -> str:
         leaves = table.columns
     out.append(" & ".join([latex_escape(table.row_header)] + [latex_escape(c) for c in leaves]) + r" \\")
     out.append(r"\midrule")
-    for name, cells in zip(table.rows, table.cells):
+    for i, (name, cells) in enumerate(zip(table.rows, table.cells)):
+        if table.summary_rows and i == len(table.rows) - table.summary_rows:
+            out.append(r"\midrule")
         out.append(" & ".join([latex_escape(name)] + [_cell_text(c, "latex") for c in cells]) + r" \\")
     out.append(r"\bottomrule")
     out.append(r"\end{tabular}")

@@ -1,10 +1,9 @@
 """What a report cell says, computed from the stored rows: the primary metric of a column
 (as the runs stored it), per-estimator mean and sample standard deviation over seeds, the
-average column, and differences to the references."""
+average column (differences to a reference: :mod:`bench.report.paired`)."""
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from bench.report.tables import Cell, ColumnMetric
 
@@ -49,13 +48,6 @@ def average_cells(keys, columns, metrics, stats, estimators, label) -> None:
             if all(c is not None for c in cells):
                 stats[(estimator, len(columns) - 1)] = Cell(mean=sum(c.mean for c in cells) / len(cells),
                                                             n=min(c.n for c in cells))
-
-
-def delta(mine: Optional[Cell], reference: Optional[Cell], decimals: int) -> Cell:
-    """mean(estimator) - mean(reference), signed; missing when either side is."""
-    if mine is None or reference is None:
-        return Cell(delta=True, decimals=decimals)
-    return Cell(mean=mine.mean - reference.mean, delta=True, decimals=decimals)
 
 
 def decimals(values: list[float], default: int = 2) -> int:

@@ -7,12 +7,16 @@ import math
 import re
 from typing import Iterable, Optional
 
+from bench.report.columns import SELECTION_TEXT, column_label, report_groups, resolve_reference
+
 REFERENCES = ("fp32", "clipped_ste")
 
 
 @dataclasses.dataclass
 class Cell:
-    """One cell: a mean ± std over ``n`` seeds, or a signed difference (``delta``)."""
+    """One cell: a mean ± std over ``n`` seeds, or a signed difference (``delta``) with its
+    confidence ``interval`` over ``n`` paired seeds; ``significant`` adds the marker (a Holm-adjusted
+    paired difference to the reference below 0.05)."""
 
     mean: Optional[float] = None
     std: Optional[float] = None
@@ -21,6 +25,8 @@ class Cell:
     delta: bool = False
     decimals: int = 2
     text: Optional[str] = None     # shown as it is (a count such as 11.2M, a device name)
+    interval: Optional[tuple[float, float]] = None
+    significant: bool = False
 
     @property
     def missing(self) -> bool:
@@ -44,13 +50,14 @@ class ReportTable:
 
     ``columns`` are the leaf headers; ``column_groups`` (label, span), when set, is a
     spanning header above them (the deltas table: one group per dataset / model).
-    ``cells[i][j]`` belongs to ``rows[i]`` and ``columns[j]``. A table with a
-    ``message`` and no rows stands for "nothing to show" (an empty database).
+    ``cells[i][j]`` belongs to ``rows[i]`` and ``columns[j]``; the last ``summary_rows`` rows
+    summarise the others (the MDD), set apart by a rule in LaTeX. A table with a ``message`` and
+    no rows stands for "nothing to show" (an empty database, an aggregate that cannot be computed).
     """
 
     task: str
     preset: str
-    kind: str                      # "results" | "deltas" | "efficiency" | "empty"
+    kind: str                      # "results" | "deltas" | "aggregate" | "efficiency" | "empty"
     title: str
     label: str
     rows: list[str] = dataclasses.field(default_factory=list)
@@ -62,6 +69,7 @@ class ReportTable:
     notes: list[str] = dataclasses.field(default_factory=list)
     message: str = ""
     row_header: str = "estimator"
+    summary_rows: int = 0
 
     @property
     def empty(self) -> bool:
@@ -74,7 +82,6 @@ class ReportTable:
         except ValueError:
             raise KeyError((row, column)) from None
         return self.cells[i][j]
-
 
 
 def order_estimators(names: Iterable[str]) -> list[str]:
@@ -97,8 +104,11 @@ def with_variants(frame):
     return frame
 
 
-def column_label(dataset: str, model: str) -> str:
-    return f"{dataset} / {model}"
+def full_precision_notes(columns) -> list[str]:
+    """What the fp32 row is in a column whose binary networks have sign as their only nonlinearity."""
+    return [f"{c.label}: fp32 applies ReLU where the binary networks apply sign (without it a {c.block} "
+            "network would be linear; estimators.blocks)"
+            for c in columns if c.block in ("bireal", "reactnet") and (c.runs["estimator"] == "fp32").any()]
 
 
 def _empty_table(message: str, preset: Optional[str]) -> ReportTable:
@@ -106,40 +116,51 @@ def _empty_table(message: str, preset: Optional[str]) -> ReportTable:
                        label="tab:no-results", message=message)
 
 
-def build_tables(db, preset: Optional[str] = None) -> list[ReportTable]:
-    """Results and deltas tables, two per (task, preset), from the finished runs.
+def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = None, ci: str = "t",
+                 select: str = "last") -> list[ReportTable]:
+    """Results, deltas and aggregate tables, three per (task, preset), from the finished runs.
 
-    ``preset`` keeps only that preset. With nothing to show, one ``kind="empty"`` table whose
-    ``message`` says so (never an exception). Everything comes from the database: the primary
-    metric and its direction as the runs stored them, row names from the stored variants, the
-    average column where the runs' family asked for one.
+    ``preset`` keeps only that preset. ``reference`` is the estimator the paired differences are
+    taken to (``clipped_ste`` when None; a name no finished run has raises
+    :class:`~bench.report.columns.UnknownReference`), ``ci`` their interval (``t`` or
+    ``bootstrap``), ``select`` the epoch whose scores are shown (``last``, or ``best_val``: the
+    epoch best on the validation split). With nothing to show, one ``kind="empty"`` table whose ``message`` says so
+    (never an exception). Everything comes from the database: the primary metric and its
+    direction as the runs stored them, row names from the stored variants, the average column
+    where the runs' family asked for one.
     """
     from bench.report import statistics
+    from bench.report.aggregate import aggregate_table
+    from bench.report.deltas import MARKER_LEGEND, deltas_table
+    from bench.report.paired import CI_METHODS, paired_column, significant
 
+    if ci not in CI_METHODS:
+        raise ValueError(f"unknown confidence interval {ci!r}; valid: {', '.join(CI_METHODS)}")
     frame = with_variants(db.metrics_frame())
     if not frame.empty and preset is not None:
         frame = frame[frame["preset"] == preset]
     if frame.empty:
         where = f" for preset {preset!r}" if preset is not None else ""
         return [_empty_table(f"no finished runs{where} in {db.display_url}", preset)]
+    reference = resolve_reference(frame["estimator"], reference)
 
-    primaries, disagreements = statistics.primary_metrics(frame)
+    groups, disagreements = report_groups(frame, select)
     tables: list[ReportTable] = []
-    for (task, preset_name), group in frame.groupby(["task", "preset"], sort=True):
-        keys = sorted({(d, m) for d, m in zip(group["dataset"], group["model"]) if (task, d, m) in primaries})
-        columns, metrics, rows_per_column = [], [], []
-        for dataset, model in keys:
-            name, hib = primaries[(task, dataset, model)]
-            sel = group[(group["dataset"] == dataset) & (group["model"] == model) & (group["metric"] == name)]
-            columns.append(column_label(dataset, model))
-            metrics.append(ColumnMetric(columns[-1], name, hib))
-            rows_per_column.append(sel)
-        estimators = order_estimators(e for sel in rows_per_column for e in sel["estimator"].unique())
+    for group in groups:
+        task, preset_name = group.task, group.preset
+        columns = [c.label for c in group.columns]
+        metrics = [ColumnMetric(c.label, c.metric, c.higher_is_better) for c in group.columns]
+        estimators = order_estimators(e for c in group.columns for e in c.runs["estimator"].unique())
 
         stats: dict[tuple[str, int], Cell] = {}
-        notes = [n for n in disagreements if any(n.startswith(f"{c}:") for c in columns)]
-        for j, sel in enumerate(rows_per_column):
-            for estimator, runs in sel.groupby("estimator"):
+        notes = [n for n in disagreements
+                 if any(n.startswith(f"{column_label(c.dataset, c.model)}") for c in group.columns)]
+        notes += full_precision_notes(group.columns)
+        if task == "glue":
+            notes.append("GLUE's test labels are hidden: the reported split is dev; a validation split, where a "
+                         "run has one, is held out of train")
+        for j, column in enumerate(group.columns):
+            for estimator, runs in column.runs.groupby("estimator"):
                 stats[(estimator, j)] = statistics.cell(runs["value"])
                 if runs["seed"].duplicated().any():
                     notes.append(
@@ -147,7 +168,9 @@ def build_tables(db, preset: Optional[str] = None) -> list[ReportTable]:
                         "runs with different configurations (other than estimator hyperparameters, "
                         "e.g. lr or epochs) share this cell."
                     )
-        if group["report_average"].fillna(False).astype(bool).any():
+        paired = [paired_column(column, reference, ci) for column in group.columns]
+        if group.frame["report_average"].astype("boolean").fillna(False).any():
+            keys = [(c.dataset, c.model) for c in group.columns]
             statistics.average_cells(keys, columns, metrics, stats, estimators, column_label)
 
         results_cells = [[dataclasses.replace(stats.get((e, j), Cell())) for j in range(len(columns))]
@@ -158,6 +181,8 @@ def build_tables(db, preset: Optional[str] = None) -> list[ReportTable]:
             for c in column:
                 c.decimals = places
             statistics.mark_best(column, metric.higher_is_better)
+            for estimator, c in zip(estimators, column):
+                c.significant = j < len(paired) and significant(paired[j], estimator)
 
         name = slug(f"{task}-{preset_name}")
         metric_text = "; ".join(
@@ -166,20 +191,13 @@ def build_tables(db, preset: Optional[str] = None) -> list[ReportTable]:
         tables.append(ReportTable(
             task=task, preset=preset_name, kind="results", title=f"{task}, preset {preset_name}",
             label=f"tab:{name}", rows=estimators, columns=columns, cells=results_cells, metrics=metrics,
-            description=("primary metric, mean ± sample std (ddof=1) over seeds, n = number of seeds "
-                         "(std omitted for n=1); best per column in bold. " + metric_text),
+            description=(f"primary metric {SELECTION_TEXT[select]}, mean ± sample std (ddof=1) over seeds, "
+                         "n = number of seeds "
+                         f"(std omitted for n=1); best per column in bold; {MARKER_LEGEND.format(reference=reference)}"
+                         " (see the deltas table). " + metric_text),
             notes=notes,
         ))
-        delta_cells = [[statistics.delta(stats.get((e, j)), stats.get((reference, j)), results_cells[0][j].decimals)
-                        for j in range(len(columns)) for reference in ("clipped_ste", "fp32")]
-                       for e in estimators]
-        tables.append(ReportTable(
-            task=task, preset=preset_name, kind="deltas",
-            title=f"{task}, preset {preset_name}: differences to the references",
-            label=f"tab:{name}-deltas", rows=estimators,
-            columns=[f"{c}: Δ {r}" for c in columns for r in ("clipped_ste", "fp32")],
-            cells=delta_cells, column_groups=[(c, 2) for c in columns], metrics=metrics,
-            description=("mean of the estimator minus mean of the reference (clipped_ste, fp32), "
-                         "signed; positive = higher value. " + metric_text),
-        ))
+        tables.append(deltas_table(group, paired, [results_cells[0][j].decimals for j in range(len(paired))],
+                                   reference, ci, has_average=len(columns) > len(paired)))
+        tables.append(aggregate_table(group, reference))
     return tables

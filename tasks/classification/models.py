@@ -1,50 +1,89 @@
 """The standard BNN image classifiers, built full precision and binarized afterwards.
 
-Blocks follow the Bi-Real / IR-Net convention used by the estimators' papers on
-CIFAR: every 3x3 conv has its own identity shortcut, BatchNorm before the addition,
-Hardtanh after it, so the input of every binarized conv is a real value centred near
-zero. Downsample shortcuts are conv1x1 + BN under the name ``downsample`` so the
-``standard`` scope keeps them full precision, as do the first conv and the classifier.
+Every model takes a ``block`` (:mod:`estimators.blocks`): ``bireal`` (sign on the residual
+stream, no activation: the comparison track's default), ``reactnet`` (bireal plus learnable
+thresholds and RPReLU) or ``irnet`` (Hardtanh after every addition: the paper track's block).
+Every 3x3 conv of a ResNet has its own identity shortcut and BatchNorm before the addition, as
+in Bi-Real Net and IR-Net's ResNet-20/ImageNet ResNet-18. Downsample shortcuts stay full
+precision under the name ``downsample`` (the ``standard`` scope keeps them so, with the first
+conv and the classifier):
 
-    resnet18_cifar   ResNet-18 for 32x32 inputs (64-128-256-512, 2-2-2-2 blocks)
-    resnet20_cifar   ResNet-20 for 32x32 inputs (16-32-64, 3-3-3 blocks)
-    vgg_small        VGG-Small (LQ-Nets / IR-Net): 128-128-M-256-256-M-512-512-M-fc
+    bireal, reactnet   AvgPool(2) + 1x1 conv + BN (Bi-Real Net / ReActNet ``birealnet.py``)
+    irnet              ResNet-20: IR-Net's parameter-free option A (every second pixel, zero
+                       channels padded on both sides; ``CIFAR-10/ResNet20/1w1a/resnet.py``);
+                       the ResNet-18s: strided 1x1 conv + BN (IR-Net ImageNet ResNet-18)
+
+The stem is conv + BN (+ max-pool on ImageNet), followed by Hardtanh only in ``irnet``.
+
+    resnet18_cifar    ResNet-18 for 32x32 inputs (64-128-256-512, 2-2-2-2 blocks)
+    resnet20_cifar    ResNet-20 for 32x32 inputs (16-32-64, 3-3-3 blocks)
+    vgg_small         VGG-Small (LQ-Nets / IR-Net): 128-128-M-256-256-M-512-512-M-fc, each conv
+                      followed by (max-pool,) BN and the block's activation, pool before BN as in
+                      IR-Net's ``CIFAR-10/VGG-Small/vgg.py``
     resnet18_imagenet ResNet-18 with the 7x7 stem, for 224x224 ImageNet
 """
 from __future__ import annotations
 
 from typing import Callable
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estimators.blocks import post_activation, before_sign, check_block, conv_input, real_activation
 from estimators.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+class OptionAShortcut(nn.Module):
+    """IR-Net's parameter-free downsample: x[:, :, ::2, ::2] with zero channels padded on both sides."""
+
+    def __init__(self, in_planes: int, planes: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act = nn.Hardtanh()
-        self.downsample: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+        self.pad = (planes - in_planes) // 2
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.act(self.bn1(self.conv1(x)) + self.downsample(x))
-        return self.act(self.bn2(self.conv2(out)) + out)
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+
+def _downsample(in_planes: int, planes: int, stride: int, block: str, option_a: bool) -> nn.Module:
+    if stride == 1 and in_planes == planes:
+        return nn.Identity()
+    if block == "irnet" and option_a:
+        return OptionAShortcut(in_planes, planes)
+    if block == "irnet":
+        return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+    pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+    return nn.Sequential(pool, nn.Conv2d(in_planes, planes, 1, 1, bias=False), nn.BatchNorm2d(planes))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs, each with its own shortcut: ``out = post(BN(conv(sign_site(x))) + shortcut)``."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, block: str, option_a: bool = False) -> None:
+        super().__init__()
+        self.move1 = before_sign(block, in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.post1 = post_activation(block, planes)
+        self.move2 = before_sign(block, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.post2 = post_activation(block, planes)
+        self.real = real_activation(block)
+        self.downsample = _downsample(in_planes, planes, stride, block, option_a)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.post1(self.bn1(self.conv1(conv_input(self.conv1, self.move1(x), self.real))) + self.downsample(x))
+        return self.post2(self.bn2(self.conv2(conv_input(self.conv2, self.move2(out), self.real))) + out)
 
 
 class ResNet(nn.Module):
     def __init__(self, widths: list[int], depths: list[int], num_classes: int, in_channels: int,
-                 imagenet_stem: bool) -> None:
+                 imagenet_stem: bool, block: str, option_a: bool = False) -> None:
         super().__init__()
+        check_block(block)
+        self.block = block
         if imagenet_stem:
             self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
             self.pool: nn.Module = nn.MaxPool2d(3, 2, 1)
@@ -52,12 +91,12 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
             self.pool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(widths[0])
-        self.act = nn.Hardtanh()
+        self.act = nn.Hardtanh() if block == "irnet" else nn.Identity()
         stages, in_planes = [], widths[0]
         for i, (width, depth) in enumerate(zip(widths, depths)):
             blocks = []
             for j in range(depth):
-                blocks.append(BasicBlock(in_planes, width, 2 if (j == 0 and i > 0) else 1))
+                blocks.append(BasicBlock(in_planes, width, 2 if (j == 0 and i > 0) else 1, block, option_a))
                 in_planes = width
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
@@ -70,19 +109,34 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-class VGGSmall(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, width: int = 128) -> None:
+class VGGStage(nn.Module):
+    """conv -> (max-pool) -> BN -> the block's activation; the conv's input passes the sign site."""
+
+    def __init__(self, in_channels: int, channels: int, pool: bool, block: str, first: bool) -> None:
         super().__init__()
-        cfg = [width, width, "M", 2 * width, 2 * width, "M", 4 * width, 4 * width, "M"]
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for item in cfg:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2))
-                continue
-            layers += [nn.Conv2d(channels, item, 3, 1, 1, bias=False), nn.BatchNorm2d(item), nn.Hardtanh()]
-            channels = item
-        self.features = nn.Sequential(*layers)
+        self.move = nn.Identity() if first else before_sign(block, in_channels)
+        self.conv = nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.bn = nn.BatchNorm2d(channels)
+        self.post = post_activation(block, channels)
+        self.real = nn.Identity() if first else real_activation(block)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.post(self.bn(self.pool(self.conv(conv_input(self.conv, self.move(x), self.real)))))
+
+
+class VGGSmall(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int, block: str, width: int = 128) -> None:
+        super().__init__()
+        check_block(block)
+        self.block = block
+        plan = [(width, False), (width, True), (2 * width, False), (2 * width, True), (4 * width, False),
+                (4 * width, True)]
+        stages, channels = [], in_channels
+        for i, (out_channels, pool) in enumerate(plan):
+            stages.append(VGGStage(channels, out_channels, pool, block, first=i == 0))
+            channels = out_channels
+        self.features = nn.Sequential(*stages)
         self.avgpool = nn.AdaptiveAvgPool2d(4)
         self.classifier = nn.Linear(channels * 16, num_classes)
 
@@ -91,20 +145,21 @@ class VGGSmall(nn.Module):
 
 
 @MODELS.register("resnet18_cifar")
-def resnet18_cifar(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    return ResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=False)
+def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, block: str = "bireal") -> nn.Module:
+    return ResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=False, block=block)
 
 
 @MODELS.register("resnet20_cifar")
-def resnet20_cifar(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    return ResNet([16, 32, 64], [3, 3, 3], num_classes, in_channels, imagenet_stem=False)
+def resnet20_cifar(num_classes: int = 10, in_channels: int = 3, block: str = "bireal") -> nn.Module:
+    return ResNet([16, 32, 64], [3, 3, 3], num_classes, in_channels, imagenet_stem=False, block=block,
+                  option_a=True)
 
 
 @MODELS.register("vgg_small")
-def vgg_small(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    return VGGSmall(num_classes, in_channels)
+def vgg_small(num_classes: int = 10, in_channels: int = 3, block: str = "bireal") -> nn.Module:
+    return VGGSmall(num_classes, in_channels, block)
 
 
 @MODELS.register("resnet18_imagenet")
-def resnet18_imagenet(num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
-    return ResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=True)
+def resnet18_imagenet(num_classes: int = 1000, in_channels: int = 3, block: str = "bireal") -> nn.Module:
+    return ResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes, in_channels, imagenet_stem=True, block=block)

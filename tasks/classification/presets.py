@@ -6,6 +6,9 @@ comparable with papers. It trains with Adam (lr 5e-3, no weight decay; Adam is t
 usual BNN optimizer since Bi-Real Net and ReActNet): on a ~100-step budget SGD at lr 0.1
 barely moves a BNN (clipped_ste, Fashion-MNIST 4000 images, 2 epochs: SGD 0.1 20.6 %,
 Adam 1e-3 47.4 %, Adam 5e-3 62.9 % top-1, measured on this project's CPU machine).
+Models use the ``bireal`` block and every estimator the identity weight gradient (README,
+"Blocks" and "Weight gradients"); ``val_size`` train images are held out as the validation
+split on which choices are made (README, "Validation").
 
 paper: the recipe of the estimators' papers on GPU machines. Sources:
   CIFAR-10/100  SGD, momentum 0.9, lr 0.1, cosine to 0, weight decay 5e-4, batch 256
@@ -17,6 +20,9 @@ paper: the recipe of the estimators' papers on GPU machines. Sources:
                 120 epochs (IR-Net's one-stage ResNet-18 recipe, arXiv:1909.10788).
   Fashion-MNIST / digits have no BNN paper recipe; paper = the CIFAR recipe with 100
                 epochs on the full data set.
+  Block ``irnet`` (IR-Net's Hardtanh block, option-A ResNet-20) and each estimator's own
+  weight surrogate, as in the papers' code; the whole train split trains, as in the papers
+  (no validation split: ``--set val_size=5000`` holds one out).
 """
 from __future__ import annotations
 
@@ -25,13 +31,18 @@ from typing import Any
 _COMMON = dict(scope="standard", weight_scale="channel", optimizer="sgd", momentum=0.9, schedule="cosine",
                warmup_epochs=0.0)
 
-_QUICK_OPTIMIZER = dict(optimizer="adam", lr=5e-3, weight_decay=0.0)
+_QUICK_OPTIMIZER = dict(optimizer="adam", lr=5e-3, weight_decay=0.0, block="bireal", weight_grad="identity")
 QUICK: dict[str, dict[str, Any]] = {
-    "fashion_mnist": dict(epochs=3, batch_size=128, train_subset=4000, eval_subset=2000, **_QUICK_OPTIMIZER),
-    "digits": dict(epochs=10, batch_size=64, train_subset=None, eval_subset=None, **_QUICK_OPTIMIZER),
-    "cifar10": dict(epochs=2, batch_size=128, train_subset=5000, eval_subset=1000, **_QUICK_OPTIMIZER),
-    "cifar100": dict(epochs=2, batch_size=128, train_subset=5000, eval_subset=1000, **_QUICK_OPTIMIZER),
-    "imagenet": dict(epochs=1, batch_size=32, train_subset=2000, eval_subset=500, **_QUICK_OPTIMIZER),
+    "fashion_mnist": dict(epochs=3, batch_size=128, train_subset=4000, eval_subset=2000, **_QUICK_OPTIMIZER,
+                          options=dict(val_size=5000)),
+    "digits": dict(epochs=10, batch_size=64, train_subset=None, eval_subset=None, **_QUICK_OPTIMIZER,
+                   options=dict(val_size=300)),
+    "cifar10": dict(epochs=2, batch_size=128, train_subset=5000, eval_subset=1000, **_QUICK_OPTIMIZER,
+                    options=dict(val_size=5000)),
+    "cifar100": dict(epochs=2, batch_size=128, train_subset=5000, eval_subset=1000, **_QUICK_OPTIMIZER,
+                     options=dict(val_size=5000)),
+    "imagenet": dict(epochs=1, batch_size=32, train_subset=2000, eval_subset=500, **_QUICK_OPTIMIZER,
+                     options=dict(val_size=1000)),
 }
 
 PAPER: dict[str, dict[str, Any]] = {
@@ -42,7 +53,8 @@ PAPER: dict[str, dict[str, Any]] = {
     "digits": dict(epochs=100, batch_size=64, lr=0.1, weight_decay=5e-4, train_subset=None, eval_subset=None),
 }
 
-PRESETS = {"quick": QUICK, "paper": PAPER}
+PRESETS = {"quick": QUICK, "paper": {name: dict(values, block="irnet", weight_grad="surrogate")
+                                     for name, values in PAPER.items()}}
 
 
 def preset_values(preset: str, dataset: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,9 @@ from bench.api import MetricSpec, Task
 from bench.engine import StepOutput, train_loader
 from bench.metrics import METRICS
 from bench.options import option
+from bench.errors import UserError
 from bench.validation import Range
+from estimators.blocks import BLOCKS
 from tasks.classification import data, presets
 from tasks.classification import metrics as _metrics  # noqa: F401 - registers top1, top5, loss
 from tasks.classification.models import MODELS
@@ -24,6 +26,8 @@ class ClassificationOptions:
     augment: bool = option(True, help="random crop and flip of training images")
     # in the hash: worker processes draw the augmentation's random numbers from their own generators
     num_workers: int = option(0, Range(0, integer=True), help="DataLoader worker processes")
+    val_size: int = option(0, Range(0, integer=True), legacy=0,
+                           help="train images held out as the validation split (0: none)")
 
 
 @dataclasses.dataclass
@@ -32,6 +36,7 @@ class ClassificationData:
     train: torch.utils.data.DataLoader
     test: torch.utils.data.DataLoader
     metrics: tuple[str, ...]
+    val: Optional[torch.utils.data.DataLoader] = None
 
 
 class ClassificationTask(Task):
@@ -41,6 +46,7 @@ class ClassificationTask(Task):
     datasets = ("fashion_mnist", "digits", "cifar10", "cifar100", "imagenet")
     default_dataset = "fashion_mnist"
     models = tuple(MODELS.names())
+    blocks = BLOCKS
     Options = ClassificationOptions
     throughput_unit = "img"
 
@@ -56,19 +62,26 @@ class ClassificationTask(Task):
 
     def check(self, config) -> None:
         data.check_available(config.dataset, config.data_root)
+        size, val_size = data.DATASETS.get(config.dataset).train_size, int(config.options["val_size"])
+        if size is not None and val_size >= size:  # sizes of the real splits; a smaller copy fails at load
+            raise UserError(f"val_size must be below {size} (the {config.dataset} train split's size), got {val_size}")
 
     def load_data(self, config) -> ClassificationData:
-        train_set = data.load_split(config.dataset, "train", config.data_root, config.train_subset,
-                                    augment=bool(config.options["augment"]))
+        train_set, val_set = data.train_and_validation(config.dataset, config.data_root,
+                                                       int(config.options["val_size"]), config.train_subset,
+                                                       augment=bool(config.options["augment"]))
         test_set = data.load_split(config.dataset, "test", config.data_root, config.eval_subset, augment=False)
         workers = int(config.options["num_workers"])
         train = train_loader(train_set, config, num_workers=workers, drop_last=False)
-        test = torch.utils.data.DataLoader(test_set, batch_size=max(config.batch_size, 256), num_workers=workers)
+        evaluation = dict(batch_size=max(config.batch_size, 256), num_workers=workers)
+        test = torch.utils.data.DataLoader(test_set, **evaluation)
+        val = torch.utils.data.DataLoader(val_set, **evaluation) if val_set is not None else None
         metrics = tuple(spec.key for spec in self.metric_specs(config.dataset))
-        return ClassificationData(data.DATASETS.get(config.dataset), train, test, metrics)
+        return ClassificationData(data.DATASETS.get(config.dataset), train, test, metrics, val)
 
     def build_model(self, config, data_: ClassificationData) -> torch.nn.Module:
-        return MODELS.get(config.model)(num_classes=data_.spec.num_classes, in_channels=data_.spec.in_channels)
+        return MODELS.get(config.model)(num_classes=data_.spec.num_classes, in_channels=data_.spec.in_channels,
+                                        block=config.block)
 
     def example_inputs(self, config, data_: ClassificationData) -> tuple[tuple, dict]:
         spec = data_.spec
@@ -80,14 +93,22 @@ class ClassificationTask(Task):
         correct = int((logits.argmax(1) == labels).sum())
         return StepOutput(F.cross_entropy(logits, labels), len(labels), {"train_top1": 100.0 * correct})
 
-    @torch.inference_mode()
     def evaluate(self, model, data_: ClassificationData, device) -> dict[str, Any]:
-        """Every metric of the dataset over the whole test split (on every rank)."""
+        """Every metric of the dataset over the whole test split, and over the validation split
+        under ``val_`` names where there is one (on every rank)."""
+        scores = self._scores(model, data_.test, data_.metrics, device)
+        if data_.val is not None:
+            scores.update({f"val_{k}": v for k, v in self._scores(model, data_.val, data_.metrics, device).items()})
+        return scores
+
+    @staticmethod
+    @torch.inference_mode()
+    def _scores(model, loader, metrics: tuple[str, ...], device) -> dict[str, float]:
         model.eval()
         loss_sum, seen = 0.0, 0
-        accuracies = [name for name in data_.metrics if name != "loss"]
+        accuracies = [name for name in metrics if name != "loss"]
         correct = {name: 0 for name in accuracies}
-        for images, labels in data_.test:
+        for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             loss_sum += METRICS.get("loss").compute(logits, labels)

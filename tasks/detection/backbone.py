@@ -1,18 +1,20 @@
-"""A BNN-ready ResNet backbone for mmdet: mmdet's ResNet with Bi-Real-style blocks.
+"""A BNN-ready ResNet backbone for mmdet: mmdet's ResNet with the blocks of :mod:`estimators.blocks`.
 
 mmdet's BasicBlock applies ReLU before every 3x3 conv, so a binarized conv would see
-only non-negative inputs and sign() would map them all to +1. Here, as in the
-classification family and in Bi-Real Net (Liu et al., ECCV 2018), every 3x3 conv has
-its own identity shortcut, BatchNorm comes before the addition and Hardtanh after it,
-so every binarized conv sees real values centred near zero:
+only non-negative inputs and sign() would map them all to +1. Here, as in Bi-Real Net
+(Liu et al., ECCV 2018) and BiDet (SC), every 3x3 conv has its own identity shortcut and
+BatchNorm comes before the addition; ``bnn_block`` chooses what surrounds sign:
 
-    out = act(bn1(conv1(x)) + downsample(x))
-    out = act(bn2(conv2(out)) + out)
+    bireal     out = bn1(conv1(x)) + downsample(x); out = bn2(conv2(out)) + out   (no activation)
+    reactnet   bireal with a learnable per-channel bias before each sign and RPReLU after each addition
+    irnet      Hardtanh after each addition and after the stem (|x| <= 1 reaches sign)
 
-The stem (7x7 conv, BN, act, max-pool) is unchanged except for the activation; with
-``avg_down=True`` the downsample shortcut is avg-pool + 1x1 conv + BN, as in Bi-Real Net.
-Parameter names match mmdet's (and torchvision's) ResNet, so ImageNet ResNet
-checkpoints load into it.
+A conv left full precision (the ``fp32`` estimator, the full-precision pre-training) gets
+ReLU of its input where sign would be (:func:`estimators.blocks.conv_input`). The stem (7x7
+conv, BN, max-pool) has Hardtanh only in ``irnet``; with ``avg_down=True`` the downsample
+shortcut is avg-pool + 1x1 conv + BN, as in Bi-Real Net. Parameter names match mmdet's (and
+torchvision's) ResNet, so ImageNet ResNet checkpoints load into it (ReActNet's biases and
+PReLU slopes start at their initial values).
 """
 from __future__ import annotations
 
@@ -20,27 +22,41 @@ from mmdet.models.backbones.resnet import BasicBlock, ResNet
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from estimators.blocks import before_sign, check_block, conv_input, post_activation, real_activation
+
 
 class SignedBasicBlock(BasicBlock):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, bnn_block: str = "bireal", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.relu = nn.Hardtanh()
+        check_block(bnn_block)
+        planes = self.conv2.out_channels
+        del self.relu
+        self.move1 = before_sign(bnn_block, self.conv1.in_channels)
+        self.post1 = post_activation(bnn_block, planes)
+        self.move2 = before_sign(bnn_block, planes)
+        self.post2 = post_activation(bnn_block, planes)
+        self.real = real_activation(bnn_block)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.norm1(self.conv1(x)) + identity)
-        return self.relu(self.norm2(self.conv2(out)) + out)
+        out = self.post1(self.norm1(self.conv1(conv_input(self.conv1, self.move1(x), self.real))) + identity)
+        return self.post2(self.norm2(self.conv2(conv_input(self.conv2, self.move2(out), self.real))) + out)
 
 
 @MODELS.register_module(name="BiRealResNet", force=True)
 class BiRealResNet(ResNet):
-    """mmdet ResNet-18/34 with :class:`SignedBasicBlock` and a Hardtanh stem."""
+    """mmdet ResNet-18/34 with :class:`SignedBasicBlock` (``bnn_block``: bireal, reactnet or irnet)."""
 
     arch_settings = {18: (SignedBasicBlock, (2, 2, 2, 2)), 34: (SignedBasicBlock, (3, 4, 6, 3))}
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, bnn_block: str = "bireal", **kwargs) -> None:
+        check_block(bnn_block)
+        self.bnn_block = bnn_block
         super().__init__(**kwargs)
-        self.relu = nn.Hardtanh()
+        self.relu = nn.Hardtanh() if bnn_block == "irnet" else nn.Identity()
+
+    def make_res_layer(self, **kwargs):
+        return super().make_res_layer(bnn_block=self.bnn_block, **kwargs)
 
 
 def sign_preserving_activations(module: nn.Module) -> int:

@@ -7,6 +7,11 @@ peak memory, the progress bar, per-epoch curves and the harness's checkpoint (mo
 optimizer, LR schedulers, epoch, iteration, random states; loaded weights-only), restored
 before training and saved after each complete epoch: after its validation where one
 follows it, else after its training.
+
+With a validation split the Runner's val loop scores it (``val_*`` scores) and the hook
+scores the test split with the Runner's test loop right after (plain names), so each
+evaluated epoch has both; the engine's BestValidation picks the best epoch on the
+validation split's primary metric.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from bench.api import RunContext
-from bench.engine import TrainState, Timing, standard_hooks
+from bench.engine import VALIDATION_PREFIX, TrainState, Timing, final_metrics, standard_hooks
 
 
 def unwrap(model):
@@ -45,17 +50,23 @@ class EngineHooks(Hook):
     priority = "LOWEST"
 
     def __init__(self, context: RunContext, label: str, batch_size: int,
-                 metric_names: Optional[dict[str, str]] = None) -> None:
-        self.hooks = standard_hooks(context, unit="img")
+                 metric_names: Optional[dict[str, str]] = None, primary: Optional[str] = None,
+                 higher_is_better: bool = True, validation: bool = False) -> None:
+        """``metric_names``: our metric name -> mmdet's key; ``primary``: the metric whose
+        validation score picks the best epoch; ``validation``: the Runner's val loop scores the
+        validation split and its test loop the test split (else the val loop scores the test split)."""
+        self.hooks = standard_hooks(context, "img", primary, higher_is_better)
         self.timing = next(h for h in self.hooks if isinstance(h, Timing))
         self.label, self.batch_size = label, batch_size
         self.metric_names = metric_names or {}
+        self.validation = validation
         self.state: Optional[TrainState] = None
         self._loss_sum, self._iterations = 0.0, 0
 
     @property
-    def last_metrics(self) -> dict[str, float]:
-        return self.state.scores if self.state is not None else {}
+    def run_metrics(self) -> dict[str, float]:
+        """What the run stores: the last evaluation and the best validation epoch's (final_metrics)."""
+        return final_metrics(self.state) if self.state is not None else {}
 
     def _call(self, point: str) -> None:
         for hook in self.hooks:
@@ -94,14 +105,24 @@ class EngineHooks(Hook):
             self.state.evaluated = False
             self._call("after_epoch")
 
-    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+    def _named(self, metrics: Optional[dict]) -> dict[str, float]:
+        """mmdet's metrics under our names, in percent."""
         # mmdet rounds its metrics to 3 decimals: in percent, 4 decimals drop the float noise (14.000000000000002)
         named = {ours: round(100.0 * float(metrics[theirs]), 4) for ours, theirs in self.metric_names.items()
                  if metrics and theirs in metrics}
         if metrics is not None and not named:
             # mmdet leaves the keys out when no image got a detection above the score threshold.
             named = {ours: 0.0 for ours in self.metric_names}
-        self.state.scores, self.state.evaluated = named, True
+        return named
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        scores = self._named(metrics)
+        if self.validation:
+            # The test loop calls no val hook (nothing recurses) and leaves the model in eval mode,
+            # as the val loop does: the train loop sets train mode at the start of every epoch.
+            validation = {f"{VALIDATION_PREFIX}{name}": value for name, value in scores.items()}
+            scores = {**self._named(runner.test_loop.run()), **validation}
+        self.state.scores, self.state.evaluated = scores, True
         self._call("after_epoch")
 
     def after_train(self, runner) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from bench import distributed
-from bench.api import RunContext
+from bench.api import MetricSpec, RunContext
 from bench.engine import FitResult
 from tasks.detection.data import DetectionData
 from tasks.detection.hooks import EngineHooks
@@ -48,10 +48,30 @@ def param_schedulers(config, iters_per_epoch: int) -> list[dict]:
     return schedulers or [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=total)]
 
 
+def evaluation_loader(dataset: dict, data: DetectionData, loader: dict) -> dict:
+    """The loader config that scores ``dataset`` in order, every image once."""
+    return dict(batch_size=data.eval_batch_size, sampler=dict(type="DefaultSampler", shuffle=False), drop_last=False,
+                dataset=dataset, **loader)
+
+
+def evaluation_loops(data: DetectionData, loader: dict) -> dict:
+    """The Runner's evaluation arguments: without a validation split, its val loop scores the test
+    split; with one, the val loop scores the validation split and the test loop the test split
+    (run by EngineHooks after each validation)."""
+    if data.validation is None:
+        return dict(val_dataloader=evaluation_loader(data.val, data, loader), val_evaluator=data.evaluator,
+                    val_cfg=dict(type="ValLoop"))
+    return dict(val_dataloader=evaluation_loader(data.validation, data, loader),
+                val_evaluator=data.validation_evaluator, val_cfg=dict(type="ValLoop"),
+                test_dataloader=evaluation_loader(data.val, data, loader), test_evaluator=data.evaluator,
+                test_cfg=dict(type="TestLoop"))
+
+
 def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, context: RunContext,
-        label: str) -> FitResult:
+        label: str, primary: Optional[MetricSpec] = None) -> FitResult:
     """Train ``detector`` with the RunConfig's schedule; evaluate after the last epoch (and every
-    ``val_every`` epochs).
+    ``val_every`` epochs): the test split, and the validation split where ``data`` has one
+    (``primary``'s validation score picks the best epoch).
 
     The context's checkpoint (the harness's file, loaded weights-only) is saved after every
     epoch and resumed from by the engine's hooks; mmengine's own CheckpointHook is off, since
@@ -65,17 +85,16 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
     iters_per_epoch = max(math.ceil(len(train_set) / (per_process * distributed.world_size())), 1)
     workers, val_every = int(config.options["num_workers"]), int(config.options["val_every"])
     loader = dict(num_workers=workers, persistent_workers=workers > 0)
-    hooks = EngineHooks(context, label, config.batch_size, MMDET_KEYS[data.metric_style])
+    hooks = EngineHooks(context, label, config.batch_size, MMDET_KEYS[data.metric_style],
+                        primary.key if primary else None, primary.higher_is_better if primary else True,
+                        validation=data.validation is not None)
     runner = Runner(
         model=detector,
         work_dir=str(work_dir),
         train_dataloader=dict(batch_size=per_process, sampler=dict(type="DefaultSampler", shuffle=True),
                               batch_sampler=dict(type="AspectRatioBatchSampler"), dataset=train_set, **loader),
-        val_dataloader=dict(batch_size=data.eval_batch_size, sampler=dict(type="DefaultSampler", shuffle=False), drop_last=False,
-                            dataset=data.val, **loader),
-        val_evaluator=data.evaluator,
+        **evaluation_loops(data, loader),
         train_cfg=dict(by_epoch=True, max_epochs=config.epochs, val_interval=val_every or config.epochs),
-        val_cfg=dict(type="ValLoop"),
         optim_wrapper=optim_wrapper(config),
         param_scheduler=param_schedulers(config, iters_per_epoch),
         default_hooks=dict(checkpoint=None, logger=dict(type="LoggerHook", interval=10**6)),
@@ -90,14 +109,14 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
         runner.train()
     finally:
         stop_loader_workers(runner)
-    return FitResult(hooks.last_metrics, hooks.timing.timer.mean_ms, hooks.timing.peak_memory_mb)
+    return FitResult(hooks.run_metrics, hooks.timing.timer.mean_ms, hooks.timing.peak_memory_mb)
 
 
 def stop_loader_workers(runner) -> None:
     """Shut the loaders' persistent worker processes down now, in 0.1 s. Left to the garbage
     collector, the shutdown ran in the next run of a pool worker (mmengine's dataset set-up calls
     gc.collect()) and took about 15 s there, waiting on workers that had stopped answering."""
-    for loop in (runner._train_loop, runner._val_loop):  # the built loops (a dict before train())
+    for loop in (runner._train_loop, runner._val_loop, runner._test_loop):  # the built loops (dicts until built)
         loader = getattr(loop, "dataloader", None)
         iterator = getattr(loader, "_iterator", None)  # where a DataLoader keeps persistent workers
         if iterator is not None:

@@ -4,9 +4,10 @@
                          (the SURGE / BiDet / BiBench setting)
     retinanet_r18_fpn    mmdet's retinanet_r18_fpn_1x_coco.py (one-stage, about 2.5x faster on CPU)
 
-Both use :class:`tasks.detection.backbone.BiRealResNet` (trained from scratch unless the
-``backbone_checkpoint`` option names an ImageNet ResNet-18 file) and Hardtanh instead of
-ReLU in neck and heads, so a binarized layer never sees only non-negative inputs.
+Both use :class:`tasks.detection.backbone.BiRealResNet` with the run's ``block`` (trained from
+scratch unless the ``backbone_checkpoint`` option names an ImageNet ResNet-18 file) and
+Hardtanh instead of ReLU in neck and heads, so a binarized layer never sees only non-negative
+inputs.
 
 Scopes (the stem conv, the downsample shortcuts and the final prediction layers stay
 full precision in all of them, as in BiDet and BiBench):
@@ -41,27 +42,27 @@ def mmdet_config(relative: str):
     return Config.fromfile(str(path))
 
 
-def _backbone(checkpoint: Optional[str]) -> dict:
+def _backbone(checkpoint: Optional[str], block: str) -> dict:
     return dict(
-        type="BiRealResNet", depth=18, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=-1,
+        type="BiRealResNet", bnn_block=block, depth=18, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=-1,
         norm_cfg=dict(type="BN", requires_grad=True), norm_eval=False, style="pytorch", avg_down=True,
         init_cfg=dict(type="Pretrained", checkpoint=checkpoint) if checkpoint else None,
     )
 
 
 @DETECTORS.register("faster_rcnn_r18_fpn")
-def faster_rcnn_r18_fpn(num_classes: int, backbone_checkpoint: Optional[str] = None) -> dict:
+def faster_rcnn_r18_fpn(num_classes: int, backbone_checkpoint: Optional[str] = None, block: str = "bireal") -> dict:
     model = copy.deepcopy(mmdet_config("faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py").model.to_dict())
-    model["backbone"] = _backbone(backbone_checkpoint)
+    model["backbone"] = _backbone(backbone_checkpoint, block)
     model["neck"]["in_channels"] = [64, 128, 256, 512]
     model["roi_head"]["bbox_head"]["num_classes"] = num_classes
     return model
 
 
 @DETECTORS.register("retinanet_r18_fpn")
-def retinanet_r18_fpn(num_classes: int, backbone_checkpoint: Optional[str] = None) -> dict:
+def retinanet_r18_fpn(num_classes: int, backbone_checkpoint: Optional[str] = None, block: str = "bireal") -> dict:
     model = copy.deepcopy(mmdet_config("retinanet/retinanet_r18_fpn_1x_coco.py").model.to_dict())
-    model["backbone"] = _backbone(backbone_checkpoint)
+    model["backbone"] = _backbone(backbone_checkpoint, block)
     model["bbox_head"]["num_classes"] = num_classes
     return model
 

@@ -19,6 +19,7 @@ from bench.options import option
 from bench.training import seed_everything
 from bench.validation import OneOf, Range
 from estimators.accounting import count_cost
+from estimators.blocks import BLOCKS
 from tasks.detection import data as detection_data, metrics as _metrics, presets  # noqa: F401 - registers metrics
 from tasks.detection.data import DATASETS
 from tasks.detection.models import SCOPES
@@ -59,6 +60,10 @@ class DetectionOptions:
     backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
     # in the hash: worker processes draw the augmentation's random numbers from their own generators
     num_workers: int = option(2, Range(0, integer=True), help="DataLoader worker processes")
+    val_size: int = option(0, Range(0, integer=True), legacy=0,
+                           help="train images held out as the validation split (0: none; the test split stays "
+                                "the reported one; quick preset 200, paper preset 0: the papers train on all of "
+                                "trainval)")
     cache_dir: str = option("", local=True, help="where the offline set and pre-trained detectors are kept")
 
     #: options renamed since rows were written (the database upgrade applies it)
@@ -74,6 +79,7 @@ class DetectionTask(Task):
     datasets = DATASETS
     default_dataset = "fmnist_det"
     models = MODEL_NAMES
+    blocks = BLOCKS
     scope_registry = SCOPES
     Options = DetectionOptions
     throughput_unit = "img"
@@ -97,7 +103,7 @@ class DetectionTask(Task):
         checkpoint = options["backbone_checkpoint"]
         if checkpoint and not Path(checkpoint).expanduser().is_file():
             raise UserError(f"backbone_checkpoint not found: {checkpoint}")
-        detection_data.check(config.dataset, config.data_root, options["cache_dir"] or None)
+        detection_data.check(config.dataset, config.data_root, options["cache_dir"] or None, int(options["val_size"]))
 
     # -- building blocks ---------------------------------------------------------------
     def _cache_root(self, config) -> Path:
@@ -110,7 +116,7 @@ class DetectionTask(Task):
 
         models = import_openmmlab()
         checkpoint = config.options["backbone_checkpoint"] or None
-        model_cfg = models.DETECTORS.get(config.model)(len(data.classes), checkpoint)
+        model_cfg = models.DETECTORS.get(config.model)(len(data.classes), checkpoint, config.block)
         detector = MODELS.build(ConfigDict(model_cfg))  # mmdet reads train_cfg.rpn etc. as attributes
         detector.init_weights()
         from tasks.detection.backbone import sign_preserving_activations
@@ -119,6 +125,23 @@ class DetectionTask(Task):
             if hasattr(detector, part):
                 sign_preserving_activations(getattr(detector, part))
         return detector
+
+    @staticmethod
+    def pretraining_stage(config, data_version: str):
+        """The RunConfig of the full-precision stage; its hash is the cached detector's key.
+
+        It keeps the run's options, so it trains on the same images (the training images less
+        the ``val_size`` held out: a different validation split is a different detector), and
+        is scored once, after its last epoch (``val_every`` 0), on both splits. Trained in this
+        process (no loader workers): the same detector whichever run trains it.
+        """
+        return dataclasses.replace(
+            config, estimator="fp32", estimator_hparams={}, scope="backbone", weight_grad="surrogate",
+            epochs=int(config.options["pretrain_epochs"]), seed=0,
+            optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
+            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "num_workers": 0,
+                     "data_version": data_version},
+        )
 
     def _pretrained(self, config, data, work_dir: Path, context: RunContext) -> tuple[Optional[Path], dict]:
         """The full-precision detector of the two-step recipe: trained once, cached by its config.
@@ -130,12 +153,7 @@ class DetectionTask(Task):
         epochs = int(config.options["pretrain_epochs"])
         if epochs <= 0:
             return None, {}
-        stage = dataclasses.replace(
-            config, estimator="fp32", estimator_hparams={}, scope="backbone", epochs=epochs, seed=0,
-            optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
-            options={**config.options, "pretrain_epochs": 0, "val_every": 0, "num_workers": 0,
-                     "data_version": data.version},
-        )  # trained in this process (no loader workers): the same detector whichever run trains it
+        stage = self.pretraining_stage(config, data.version)
         folder = stage.cache_folder(self._cache_root(config) / "detection" / "detectors", PRETRAINING_VERSION)
         key = folder.name
         weights, metrics_file = folder / "detector.pth", folder / "metrics.json"
@@ -145,7 +163,7 @@ class DetectionTask(Task):
             detector = self._detector(stage, data)
             seed_everything(0)
             scores = fit(detector, data, stage, work_dir / "pretrain", context.private(),
-                         f"full-precision pre-training {config.model}").scores
+                         f"full-precision pre-training {config.model}", self.metric_specs(config.dataset)[0]).scores
             if distributed.is_main():
                 folder.mkdir(parents=True, exist_ok=True)
                 metrics_file.write_text(json.dumps(scores))
@@ -181,7 +199,8 @@ class DetectionTask(Task):
         with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
             work_dir = Path(tmp)
             data = detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None, scale,
-                                        config.train_subset, config.eval_subset, work_dir)
+                                        config.train_subset, config.eval_subset, work_dir,
+                                        int(config.options["val_size"]))
             pretrained, pretraining = self._pretrained(config, data, work_dir, context)
             seed_everything(config.seed)
             detector = self._detector(config, data)
@@ -193,6 +212,7 @@ class DetectionTask(Task):
             cost_fields = dict(n_params=cost.n_params, n_binary_params=cost.n_binary_params,
                                binary_ops=cost.binary_ops, float_ops=cost.float_ops)
             context.reporter.info(scope=record, **cost_fields)
-            result = fit(detector, data, config, work_dir / "run", context, f"{config.estimator} {config.dataset}")
+            result = fit(detector, data, config, work_dir / "run", context, f"{config.estimator} {config.dataset}",
+                         self.metric_specs(config.dataset)[0])
         return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
                           peak_memory_mb=result.peak_memory_mb, **cost_fields)

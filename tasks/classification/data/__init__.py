@@ -19,6 +19,12 @@ crop with zero padding, horizontal flip) is done per item on the tensor. Padding
 applied to the raw pixels before normalization, as torchvision's ``RandomCrop(padding)``
 followed by ``Normalize`` does.
 
+The validation split (:func:`train_and_validation`) is held out of the train split: the first
+``val_size`` items of a stratified order drawn from :data:`bench.splits.VALIDATION_SEED` (a constant, never
+the run's seed or ``subset_seed``), so every class gives the same share, the split is the same
+on every machine and for every run, and it never overlaps the items training draws from. The
+test split stays the reported one.
+
 ``subset`` is stratified: the items are shuffled with a fixed permutation drawn from
 ``subset_seed`` alone (never the run's seed), then the classes take turns in that order,
 so the first ``subset`` items hold every class within one item of the same count (as far
@@ -39,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from bench.errors import DataMissingError, UserError, lookup
+from bench.splits import VALIDATION_SEED, check_val_size
 from tasks.classification.data import cifar, digits, idx, image_folder  # noqa: F401 - each registers its datasets
 from tasks.classification.data.common import (  # noqa: F401 - the package's public names
     DATASETS, SPLITS, DataFormatError, DatasetSpec, InMemoryImages, _where,
@@ -93,6 +100,27 @@ def stratified_order(labels: Sequence[int] | Tensor, seed: int) -> Tensor:
     return perm[torch.argsort(rank, stable=True)]
 
 
+class LabelledSubset(Subset):
+    """A Subset that keeps its items' labels as ``targets`` (so it can be stratified again)."""
+
+    @property
+    def targets(self) -> list[int]:
+        labels = self.dataset.targets
+        return [int(labels[i]) for i in self.indices]
+
+
+def select(dataset: Dataset, indices: Tensor) -> Dataset:
+    """The items at ``indices`` (in that order), keeping their labels."""
+    if isinstance(dataset, InMemoryImages):
+        return dataset.select(indices)
+    return LabelledSubset(dataset, [int(i) for i in indices])
+
+
+def _labels(dataset: Dataset) -> Sequence[int]:
+    labels = getattr(dataset, "targets", None)
+    return labels if labels is not None else [0] * len(dataset)  # type: ignore[arg-type]
+
+
 def take_subset(dataset: Dataset, subset: Optional[int], subset_seed: int = 0) -> Dataset:
     if subset is None:
         return dataset
@@ -101,13 +129,28 @@ def take_subset(dataset: Dataset, subset: Optional[int], subset_seed: int = 0) -
     n = len(dataset)  # type: ignore[arg-type]
     if subset >= n:
         return dataset
-    labels = getattr(dataset, "targets", None)
-    if labels is None:
-        labels = [0] * n
-    chosen = stratified_order(labels, subset_seed)[:subset]
-    if isinstance(dataset, InMemoryImages):
-        return dataset.select(chosen)
-    return Subset(dataset, chosen.tolist())
+    return select(dataset, stratified_order(_labels(dataset), subset_seed)[:subset])
+
+
+def validation_indices(labels: Sequence[int] | Tensor, val_size: int) -> tuple[Tensor, Tensor]:
+    """(train, validation) indices of a train split of these labels, each in ascending order."""
+    check_val_size(len(labels), val_size)
+    order = stratified_order(labels, VALIDATION_SEED)
+    return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+def train_and_validation(name: str, data_root: str | os.PathLike | None, val_size: int, subset: Optional[int] = None,
+                         augment: bool = False, subset_seed: int = 0) -> tuple[Dataset, Optional[Dataset]]:
+    """The train split less its validation items (then ``subset`` of it, augmented if asked) and
+    the ``val_size`` validation items (never augmented); no validation set for ``val_size`` 0."""
+    if not val_size:
+        return load_split(name, "train", data_root, subset, augment, subset_seed), None
+    spec = get_spec(name)
+    folder = check_available(name, data_root)
+    train = spec.loader(folder, "train", bool(augment))
+    plain = spec.loader(folder, "train", False) if augment else train
+    train_indices, val_indices = validation_indices(_labels(plain), val_size)
+    return take_subset(select(train, train_indices), subset, subset_seed), select(plain, val_indices)
 
 
 def load_split(name: str, split: str, data_root: str | os.PathLike | None = None,

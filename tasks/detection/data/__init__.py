@@ -10,6 +10,14 @@ Layouts under ``--data-root`` (the folder itself or the named sub-folder is acce
     VOCdevkit/VOC2007/{Annotations,ImageSets/Main/{trainval,test}.txt,JPEGImages}  (and VOC2012)
     coco/{annotations/instances_{train,val}2017.json,train2017/,val2017/}
 
+The validation split (``val_size``) is held out of the training images: the first ``val_size``
+of a shuffle drawn from :data:`bench.splits.VALIDATION_SEED` (a constant, never the run's seed) over the
+training image list (VOC 07+12: 2007's trainval list, then 2012's), so it is the same on every
+machine and for every run and never overlaps the images training draws from (``train_subset``
+takes the first images of the rest). Written as annotation files (COCO layout) or image lists
+(VOC), so the validation metric scores exactly the held-out images. The test split stays the
+reported one.
+
 Reading and scoring are mmdet's own (CocoDataset + CocoMetric, VOCDataset + VOCMetric);
 this module only points them at the files and checks the files first, so a missing folder
 or a malformed annotation is a one-line error naming the file before any run starts.
@@ -24,8 +32,9 @@ from bench.api import default_cache_dir
 from bench.errors import DataMissingError, UserError
 from tasks.detection.data import fmnist_det
 from tasks.detection.data.coco import check_coco_json, coco_data
+from bench.splits import check_val_size
 from tasks.detection.data.common import DetectionData  # noqa: F401 - the package's public names
-from tasks.detection.data.voc import VOC_CLASSES, VOC_YEARS, check_voc, check_voc_xml, voc_data  # noqa: F401
+from tasks.detection.data.voc import VOC_CLASSES, VOC_YEARS, check_voc, check_voc_xml, voc_data, voc_ids  # noqa: F401
 
 DATASETS = ("fmnist_det", "voc", "voc2007", "coco")
 
@@ -74,35 +83,44 @@ def offline_folder(cache_dir: Optional[str], progress: bool = False) -> Path:
     return fmnist_det.build_offline_set(root / "detection", progress=progress)
 
 
-def check(dataset: str, data_root: Optional[str], cache_dir: Optional[str]) -> None:
+def check(dataset: str, data_root: Optional[str], cache_dir: Optional[str], val_size: int = 0) -> None:
+    """The data set's files, and that its training images leave some to train on after
+    ``val_size`` are held out as the validation split."""
     if dataset == "fmnist_det":
         folder = offline_folder(cache_dir, progress=True)
-        for split in ("train", "val"):
-            check_coco_json(folder / "annotations" / f"instances_{split}.json")
+        n_train = len(check_coco_json(folder / "annotations" / "instances_train.json")["images"])
+        check_coco_json(folder / "annotations" / "instances_val.json")
     elif dataset in VOC_YEARS:
         devkit = _find(data_root, "VOCdevkit", "VOC2007", dataset)
         check_voc(devkit, VOC_YEARS[dataset])
+        n_train = sum(len(voc_ids(devkit, year, "trainval")) for year in VOC_YEARS[dataset])
     elif dataset == "coco":
         folder = _find(data_root, "coco", "annotations", dataset)
+        n_train = len(check_coco_json(folder / "annotations" / "instances_train2017.json")["images"])
+        check_coco_json(folder / "annotations" / "instances_val2017.json")
         for split in ("train2017", "val2017"):
-            check_coco_json(folder / "annotations" / f"instances_{split}.json")
             if not (folder / split).is_dir():
                 raise DataMissingError(f"image folder not found: {folder / split}")
     else:
         raise UserError(f"unknown detection dataset {dataset!r}; valid choices: {', '.join(DATASETS)}")
+    if val_size:
+        check_val_size(n_train, val_size, "images")
 
 
 def build(dataset: str, data_root: Optional[str], cache_dir: Optional[str], scale: tuple[int, int],
-          train_subset: Optional[int], eval_subset: Optional[int], work_dir: Path) -> DetectionData:
+          train_subset: Optional[int], eval_subset: Optional[int], work_dir: Path, val_size: int = 0) -> DetectionData:
+    """The run's mmdet configs; ``val_size`` training images held out as the validation split
+    (annotation files or image lists of both parts are written under ``work_dir``)."""
     pipes = pipelines(scale)
     if dataset == "fmnist_det":
         folder = offline_folder(cache_dir)
-        built = coco_data(folder, "train", "val", fmnist_det.FASHION_CLASSES, pipes, train_subset, eval_subset, work_dir)
+        built = coco_data(folder, "train", "val", fmnist_det.FASHION_CLASSES, pipes, train_subset, eval_subset, work_dir,
+                          val_size)
         return dataclasses.replace(built, version=folder.name, eval_batch_size=8)  # every image 160 x 160
     if dataset in VOC_YEARS:
         return voc_data(_find(data_root, "VOCdevkit", "VOC2007", dataset), VOC_YEARS[dataset], pipes,
-                    train_subset, eval_subset)
+                    train_subset, eval_subset, work_dir, val_size)
     if dataset == "coco":
         return coco_data(_find(data_root, "coco", "annotations", dataset), "train2017", "val2017", None, pipes,
-                     train_subset, eval_subset, work_dir)
+                     train_subset, eval_subset, work_dir, val_size)
     raise UserError(f"unknown detection dataset {dataset!r}; valid choices: {', '.join(DATASETS)}")
