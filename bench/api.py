@@ -9,9 +9,10 @@ datasets, models, presets, options (a typed dataclass, :mod:`bench.options`) and
     load_data(config)              -> an object with ``.train`` (a DataLoader) and what evaluate needs
     build_model(config, data)      -> the full-precision nn.Module (the engine binarizes it)
     train_step(model, batch, data) -> StepOutput(loss, batch_size)   (batch already on the device)
-    evaluate(model, data, device)  -> {metric name: value}
+    evaluate(model, data, device)  -> {metric name: value}   (the test split, the reported one)
 
-plus :meth:`Task.check` (is the data there?). A family whose loop belongs to another
+plus, for a family that holds out a validation split, ``validate`` (the same on it, under
+``val_`` names), and :meth:`Task.check` (is the data there?). A family whose loop belongs to another
 framework (detection: mmengine's Runner) overrides :meth:`Task.run` instead.
 """
 from __future__ import annotations
@@ -185,6 +186,10 @@ class Task:
 
     def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device) -> dict[str, float]:
         raise NotImplementedError
+
+    def validate(self, model: torch.nn.Module, data: Any, device: torch.device) -> Optional[dict[str, float]]:
+        """The metrics on the validation split under ``val_`` names; None without one (the default)."""
+        return None
 
     # -- optional ------------------------------------------------------------------------
     def prepare(self, config, data, model: torch.nn.Module, context: RunContext) -> None:

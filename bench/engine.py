@@ -15,7 +15,8 @@ A family supplies its data, its model, a train step and an evaluation
     ProgressBar        tqdm on stderr with the loss and the throughput
     SignInputs         per binarized layer and epoch, the fraction of its training inputs with
                        |x| > 1 (``frac_abs_gt1/<layer>``, and their mean ``frac_abs_gt1_mean``)
-    BestValidation     the scores of the epoch best on the validation split's primary metric
+    BestValidation     the scores (and weights) of the epoch best on the validation split's
+                       primary metric
     Curves             per epoch: train means, validation (``val_*``) and test (``test_*``)
                        scores, the epoch's starting lr and SURGE's mean lambda, to the
                        reporter (the results database)
@@ -225,12 +226,14 @@ BEST_VAL = "@best_val"
 
 class BestValidation(Hook):
     """Keeps the scores of the epoch whose validation primary metric (``val_<primary>``) is best
-    (the first of equals); nothing without a validation split. The papers differ in whether they
-    report the last epoch or the best one; :func:`final_metrics` stores both."""
+    (the first of equals), and with ``keep_weights`` a CPU copy of the model's weights then, so
+    the test split can be scored on them once training is over; nothing without a validation
+    split. The papers differ in whether they report the last epoch or the best one;
+    :func:`final_metrics` stores both."""
 
-    def __init__(self, primary: Optional[str], higher_is_better: bool = True) -> None:
+    def __init__(self, primary: Optional[str], higher_is_better: bool = True, keep_weights: bool = False) -> None:
         self.key = f"{VALIDATION_PREFIX}{primary}" if primary else None
-        self.higher_is_better = higher_is_better
+        self.higher_is_better, self.keep_weights = higher_is_better, keep_weights
 
     def after_epoch(self, state: TrainState) -> None:
         value = state.scores.get(self.key) if state.evaluated and self.key else None
@@ -239,6 +242,19 @@ class BestValidation(Hook):
         best = state.best.get("scores", {}).get(self.key)
         if best is None or (value > best if self.higher_is_better else value < best):
             state.best = {"epoch": state.epoch, "scores": dict(state.scores)}
+            if self.keep_weights:
+                plain = getattr(state.model, "module", state.model)  # a DDP-wrapped model's own
+                state.best["weights"] = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
+
+
+def scores_with(model: torch.nn.Module, weights: dict, evaluate: Callable[[torch.nn.Module], dict]) -> dict:
+    """``evaluate`` of ``model`` carrying ``weights``; the model gets its own weights back after."""
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    try:
+        return evaluate(model)
+    finally:
+        model.load_state_dict(own)
 
 
 def final_metrics(state: TrainState) -> dict[str, float]:
@@ -284,11 +300,11 @@ class Checkpointing(Hook):
 
 
 def standard_hooks(context: RunContext, unit: str = "ex", primary: Optional[str] = None,
-                   higher_is_better: bool = True) -> list[Hook]:
+                   higher_is_better: bool = True, keep_best_weights: bool = False) -> list[Hook]:
     """The hooks of every training run, in the order they are called (``primary``: the metric
-    whose validation score picks the best epoch)."""
-    return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit),
-            SignInputs(), BestValidation(primary, higher_is_better), Curves(context), Checkpointing(context)]
+    whose validation score picks the best epoch; ``keep_best_weights``: see BestValidation)."""
+    return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit), SignInputs(),
+            BestValidation(primary, higher_is_better, keep_best_weights), Curves(context), Checkpointing(context)]
 
 
 def _call(hooks: Iterable[Hook], point: str, state: TrainState) -> None:
@@ -318,6 +334,15 @@ def train_loader(dataset, config, **loader_options) -> torch.utils.data.DataLoad
         sampler=sampler, generator=torch.Generator().manual_seed(config.seed), **loader_options)
 
 
+def evaluation_loader(dataset, **loader_options) -> torch.utils.data.DataLoader:
+    """An evaluation DataLoader (in order) with a generator of its own: a DataLoader draws its
+    workers' base seed from its generator each time it is iterated, from the global one without,
+    so scoring a split would move the training's random numbers and a run's result would depend
+    on how often it was evaluated."""
+    return torch.utils.data.DataLoader(dataset, shuffle=False, generator=torch.Generator().manual_seed(0),
+                                       **loader_options)
+
+
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
                    max_grad_norm: Optional[float] = None) -> float:
     """Backward, optional gradient clipping, optimizer and LR-schedule step; the loss value."""
@@ -341,12 +366,17 @@ class FitResult:
 def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torch.nn.Module, Any], StepOutput],
         evaluate: Callable[[torch.nn.Module], dict[str, float]], context: RunContext, label: str,
         epochs: Optional[int] = None, max_grad_norm: Optional[float] = None, unit: str = "ex",
-        primary: Optional[str] = None, higher_is_better: bool = True) -> FitResult:
+        primary: Optional[str] = None, higher_is_better: bool = True,
+        validate: Optional[Callable[[torch.nn.Module], Optional[dict[str, float]]]] = None) -> FitResult:
     """Train ``model`` for ``epochs`` (default ``config.epochs``) with the config's optimizer and
-    schedule, evaluating after every epoch; returns the last evaluation's scores and the costs.
+    schedule, evaluating after every epoch; returns :func:`final_metrics` and the costs.
 
-    ``evaluate`` sees the unwrapped model on every rank (the full evaluation set each); its
-    ``val_*`` scores are the validation split's, and ``primary``'s picks the best epoch.
+    ``evaluate`` scores the test split, ``validate`` the validation split (``val_*`` scores; None
+    for a run without one); both see the unwrapped model on every rank (the full set each). With a
+    validation split, every epoch is scored on it and ``primary``'s score picks the best epoch;
+    the test split is scored once training is over, on the last weights and on the best epoch's
+    (kept in memory), so it is never looked at to train or to choose. Without one, every epoch is
+    scored on the test split, as the papers do.
     """
     epochs = config.epochs if epochs is None else epochs
     plain_model, model = model, distributed.wrap(model, context.device)
@@ -354,7 +384,7 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     total_steps = epochs * len(train_loader)
     scheduler = build_scheduler(config, optimizer, total_steps,
                                 warmup_steps=math.ceil(config.warmup_epochs * len(train_loader)))
-    hooks = standard_hooks(context, unit, primary, higher_is_better)
+    hooks = standard_hooks(context, unit, primary, higher_is_better, keep_best_weights=validate is not None)
     timing = next(h for h in hooks if isinstance(h, Timing))
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs, total_steps=total_steps,
                        label=label, generator=getattr(train_loader, "generator", None),
@@ -381,8 +411,15 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
             _call(hooks, "after_step", state)
         seen = max(state.seen, 1)
         state.train_values = {"train_loss": loss_sum / seen, **{name: total / seen for name, total in sums.items()}}
-        state.scores, state.evaluated = evaluate(plain_model), True
+        scores = validate(plain_model) if validate is not None else None
+        if scores is None:
+            scores = evaluate(plain_model)
+        elif epoch == epochs:
+            scores = {**evaluate(plain_model), **scores}
+        state.scores, state.evaluated = scores, True
         _call(hooks, "after_epoch", state)
+    if "weights" in state.best and state.best["epoch"] != epochs:
+        state.best["scores"] = {**scores_with(plain_model, state.best["weights"], evaluate), **state.best["scores"]}
     _call(hooks, "after_train", state)
     return FitResult(final_metrics(state), timing.timer.mean_ms, timing.peak_memory_mb)
 
@@ -405,6 +442,7 @@ def run_task(task, config, context: RunContext) -> TaskResult:
     result = fit(model, config, data.train, lambda m, batch: task.train_step(m, batch, data),
                  lambda m: task.evaluate(m, data, context.device), context,
                  f"{config.estimator} {config.dataset}", max_grad_norm=task.max_grad_norm,
-                 unit=task.throughput_unit, primary=primary.key, higher_is_better=primary.higher_is_better)
+                 unit=task.throughput_unit, primary=primary.key, higher_is_better=primary.higher_is_better,
+                 validate=lambda m: task.validate(m, data, context.device))
     return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
                       peak_memory_mb=result.peak_memory_mb, **cost_fields)

@@ -44,6 +44,12 @@ def test_every_model_builds_with_every_block(model, block):
     assert any(isinstance(m, (LearnableBias, RPReLU)) for m in net.modules()) == (block == "reactnet")
 
 
+@pytest.mark.parametrize("block", BLOCKS)
+def test_odd_feature_map_sides_keep_the_shortcut_and_the_conv_aligned(block):
+    """14 x 14 inputs give a 7 x 7 stage, downsampled to 4 x 4 by the strided conv and the shortcut alike."""
+    assert build(block=block)(torch.randn(2, 1, 14, 14)).shape == (2, 10)
+
+
 def test_irnet_resnet20_has_a_parameter_free_option_a_shortcut_and_bireal_an_avgpool_conv():
     irnet, bireal = build(block="irnet"), build(block="bireal")
     shortcut = irnet.layers[1][0].downsample

@@ -453,3 +453,15 @@ def test_a_val_size_beyond_the_train_split_is_refused_before_a_row_exists(tmp_pa
     code = main(["run", "--task", "classification", "--dataset", "digits", "--estimator", "ste", "--quiet",
                  "--set", "val_size=1437", "--db", db_url])
     assert code == 2 and ResultsDB(db_url).list_runs() == []
+
+
+def test_image_size_resizes_each_image_once_by_area_averaging(tmp_path):
+    write_fmnist(tmp_path / "FashionMNIST" / "raw", n_train=6, n_test=3)
+    native = load_split("fashion_mnist", "train", str(tmp_path))
+    half = load_split("fashion_mnist", "train", str(tmp_path), image_size=14)
+    assert half.images.shape[-2:] == (14, 14) and torch.equal(half.labels, native.labels)
+    expected = torch.nn.functional.avg_pool2d(native.images.float(), 2).round().to(torch.uint8)
+    assert torch.equal(half.images, expected)
+    assert torch.equal(load_split("fashion_mnist", "train", str(tmp_path), image_size=28).images, native.images)
+    _, val = data.train_and_validation("fashion_mnist", str(tmp_path), 2, image_size=14)
+    assert val.images.shape[-2:] == (14, 14)

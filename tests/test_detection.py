@@ -240,11 +240,16 @@ def test_a_validation_split_of_every_training_image_is_one_line_and_leaves_no_ro
     assert ResultsDB(db_url).list_runs() == []
 
 
-def test_the_quick_preset_holds_out_200_images_and_the_paper_preset_none():
+def test_the_quick_preset_holds_out_100_images_and_the_paper_preset_none():
     from bench.config import build_config
+    from tasks.detection.task import DetectionTask
 
-    assert build_config("detection", "surge").options["val_size"] == 200
+    quick = build_config("detection", "surge")
+    assert quick.options["val_size"] == 100 and quick.train_subset == 160
     assert build_config("detection", "surge", dataset="voc", preset="paper").options["val_size"] == 0
+    # the pre-training trains on all 900 images the validation split leaves, the fine-tuning on 160
+    stage = DetectionTask.pretraining_stage(quick, "data")
+    assert stage.train_subset == 900 and stage.options["pretrain_subset"] is None and stage.estimator == "fp32"
 
 
 def test_the_pretraining_cache_key_tells_validation_splits_apart_and_keeps_its_old_key_without_one(tmp_path):

@@ -98,8 +98,9 @@ def test_mean_sample_std_and_seed_count(db):
     assert surge.n == 2 and surge.std == pytest.approx(0.7071, abs=1e-4)   # ddof=1, not 0.5
     md = render_markdown_table(results)
     assert _md_row(md, "clipped_ste")[1] == "91.00 ± 1.00 (n=3)"
-    assert _md_row(md, "surge")[1] == "**92.00 ± 0.71 (n=2)**"
+    assert _md_row(md, "surge")[1] == "92.00 ± 0.71 (n=2)"   # no bold: no column here has 3 paired seeds
     assert _md_row(md, "fp32")[1] == "90.58 (n=1)"                     # single seed: std omitted
+    assert f"{CLS_COL}: not ranked" in md
 
 
 def test_ignores_failed_diverged_and_superseded_runs(db):
@@ -110,8 +111,24 @@ def test_ignores_failed_diverged_and_superseded_runs(db):
     assert ste.n == 1 and ste.mean == pytest.approx(89.0)              # the forced rerun counts once: the latest
 
 
-def test_best_cell_bold_respects_direction_and_ties(db):
-    tables = build_tables(db)
+def _ranked_db(tmp_path):
+    """Three paired seeds per estimator: columns that rank (cifar10 higher-is-better, toy mse lower)."""
+    db = ResultsDB(f"sqlite:///{tmp_path}/ranked.sqlite")
+    top1 = {"clipped_ste": [90.0, 90.1, 90.2], "ste": [89.0, 89.3, 89.1], "surge": [92.0, 92.2, 92.4],
+            "fp32": [91.0, 91.4, 91.1]}
+    mse = {"clipped_ste": [0.30, 0.32, 0.31], "ste": [0.20, 0.21, 0.22], "surge": [0.21, 0.22, 0.20]}
+    for estimator, values in top1.items():
+        for seed, value in enumerate(values):
+            add_run(db, estimator, seed, value)
+    for estimator, values in mse.items():
+        for seed, value in enumerate(values):
+            add_run(db, estimator, seed, value, task="regression", dataset="toy", model="mlp", primary_name="mse",
+                    primary_hib=False)
+    return db
+
+
+def test_best_cell_bold_respects_direction_and_ties_in_ranked_columns(tmp_path, db):
+    tables = build_tables(_ranked_db(tmp_path))
     cls = _table(tables, "classification", "results")
     assert [cls.cell(r, CLS_COL).bold for r in cls.rows] == [False, False, False, True]   # max top1: surge
     reg = _table(tables, "regression", "results")
@@ -119,15 +136,21 @@ def test_best_cell_bold_respects_direction_and_ties(db):
     bold = {r: reg.cell(r, REG_COL).bold for r in reg.rows}
     assert bold == {"clipped_ste": False, "ste": True, "surge": True}   # min mse, tie -> both bold
     md = render_markdown_table(reg)
-    assert _md_row(md, "clipped_ste")[1] == "0.3000 (n=1)"             # a column within (-1, 1): 4 decimals
+    assert _md_row(md, "clipped_ste")[1].startswith("0.3100 ± ")       # a column within (-1, 1): 4 decimals
+    assert reg.cell("ste", REG_COL).mean == pytest.approx(reg.cell("surge", REG_COL).mean)
     assert _md_row(md, "ste")[1].startswith("**") and not _md_row(md, "clipped_ste")[1].startswith("**")
+    assert not any("not ranked" in note for note in cls.notes + reg.notes)
+    # the one-seed fixture ranks nothing: no bold anywhere, and a note says why
+    small = _table(build_tables(db), "classification", "results")
+    assert not any(c.bold for row in small.cells for c in row)
+    assert sum("not ranked" in note for note in small.notes) == 2
 
 
 def test_missing_cell_is_a_dash(db):
     cls = _table(build_tables(db), "classification", "results")
     assert cls.cell("fp32", MNIST_COL).missing
     assert _md_row(render_markdown_table(cls), "fp32")[2] == "\u2013"
-    assert _md_row(render_markdown_table(cls), "surge")[2] == "**98.00 (n=1)**"   # the only value is the best
+    assert _md_row(render_markdown_table(cls), "surge")[2] == "98.00 (n=1)"   # one seed: not ranked, no bold
     latex_row = [line for line in render_latex_table(cls).splitlines() if line.startswith("fp32 &")][0]
     assert latex_row.rstrip(" \\").split(" & ")[2] == "--"
 
@@ -213,7 +236,7 @@ def _environments_paired(text: str) -> bool:
     return not stack
 
 
-def test_latex_table_booktabs_bold_escaping(db):
+def test_latex_table_booktabs_bold_escaping(db, tmp_path):
     tables = build_tables(db)
     cls = _table(tables, "classification", "results")
     tex = render_latex_table(cls)
@@ -222,8 +245,10 @@ def test_latex_table_booktabs_bold_escaping(db):
         assert token in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
     assert r"clipped\_ste &" in tex and "clipped_ste &" not in tex
-    assert r"\textbf{92.00 $\pm$ 0.71 (n=2)}" in tex
+    assert r"92.00 $\pm$ 0.71 (n=2)" in tex and r"\textbf" not in tex  # not ranked: nothing bold
     assert r"91.00 $\pm$ 1.00 (n=3)" in tex and "±" not in tex
+    ranked = render_latex_table(_table(build_tables(_ranked_db(tmp_path)), "classification", "results"))
+    assert r"\textbf{92.20 $\pm$ 0.20 (n=3)}" in ranked
     for table in tables:
         tex = render_latex_table(table)
         assert _balanced(tex) and _environments_paired(tex)

@@ -140,8 +140,8 @@ def _delta(pairs, estimator: str, ci: str) -> PairedDelta:
     delta = PairedDelta(estimator, n, mean=float(diffs.mean()), sd=float(diffs.std(ddof=1)) if n > 1 else None)
     if n < MIN_SEEDS:
         delta.untested = NOT_TESTED
-    elif np.ptp(diffs) == 0:
-        # scipy's t statistic is ±inf or nan here: no spread, no test
+    elif np.ptp(diffs) <= 1e-9 * max(1.0, float(np.abs(diffs).max())):
+        # no spread (up to float rounding): scipy's t statistic is ±inf, nan or noise here, no test
         delta.untested = "the same difference on every seed: not tested"
     else:
         delta.low, delta.high = confidence_interval(pairs["value"], pairs["reference"], ci)
@@ -184,6 +184,15 @@ def paired_column(column, reference: str, ci: str = "t") -> PairedColumn:
     if any(d.untested == NOT_TESTED for d in result.deltas.values()):
         result.notes.append(f"{column.label}: {NOT_TESTED} (mean difference only)")
     return result
+
+
+NOT_RANKED = (f"not ranked: no estimator has {MIN_SEEDS} seeds paired with the reference, so no difference is "
+              "tested (a smoke test); no best mean is marked")
+
+
+def ranked(paired: PairedColumn) -> bool:
+    """Whether a column can rank its estimators: at least one paired difference was tested."""
+    return any(delta.tested for delta in paired.deltas.values())
 
 
 def significant(paired: Optional[PairedColumn], estimator: str) -> bool:

@@ -132,7 +132,7 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
     from bench.report import statistics
     from bench.report.aggregate import aggregate_table
     from bench.report.deltas import MARKER_LEGEND, deltas_table
-    from bench.report.paired import CI_METHODS, paired_column, significant
+    from bench.report.paired import CI_METHODS, NOT_RANKED, paired_column, ranked, significant
 
     if ci not in CI_METHODS:
         raise ValueError(f"unknown confidence interval {ci!r}; valid: {', '.join(CI_METHODS)}")
@@ -180,6 +180,9 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
             places = statistics.decimals([c.mean for c in column if not c.missing])
             for c in column:
                 c.decimals = places
+            if j < len(paired) and not ranked(paired[j]):
+                notes.append(f"{columns[j]}: {NOT_RANKED}")
+                continue
             statistics.mark_best(column, metric.higher_is_better)
             for estimator, c in zip(estimators, column):
                 c.significant = j < len(paired) and significant(paired[j], estimator)
@@ -193,7 +196,7 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
             label=f"tab:{name}", rows=estimators, columns=columns, cells=results_cells, metrics=metrics,
             description=(f"primary metric {SELECTION_TEXT[select]}, mean ± sample std (ddof=1) over seeds, "
                          "n = number of seeds "
-                         f"(std omitted for n=1); best per column in bold; {MARKER_LEGEND.format(reference=reference)}"
+                         f"(std omitted for n=1); best per ranked column in bold; {MARKER_LEGEND.format(reference=reference)}"
                          " (see the deltas table). " + metric_text),
             notes=notes,
         ))

@@ -53,7 +53,8 @@ def _downsample(in_planes: int, planes: int, stride: int, block: str, option_a: 
         return OptionAShortcut(in_planes, planes)
     if block == "irnet":
         return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-    pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+    # ceil_mode: an odd side gives the strided conv's ceil(n / 2) too (7 -> 4), as mmdet's avg_down does
+    pool = nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
     return nn.Sequential(pool, nn.Conv2d(in_planes, planes, 1, 1, bias=False), nn.BatchNorm2d(planes))
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import MetricSpec, Task
-from bench.engine import StepOutput, train_loader
+from bench.engine import StepOutput, evaluation_loader, train_loader
 from bench.metrics import METRICS
 from bench.options import option
 from bench.errors import UserError
@@ -28,6 +28,8 @@ class ClassificationOptions:
     num_workers: int = option(0, Range(0, integer=True), help="DataLoader worker processes")
     val_size: int = option(0, Range(0, integer=True), legacy=0,
                            help="train images held out as the validation split (0: none)")
+    image_size: int = option(0, Range(0, integer=True), legacy=0,
+                             help="resize images to this side once, as they are loaded (0: the set's own)")
 
 
 @dataclasses.dataclass
@@ -41,7 +43,9 @@ class ClassificationData:
 
 class ClassificationTask(Task):
     name = "classification"
-    version = "1"
+    # 2: evaluation loaders have their own generator (iterating one drew from the global generator,
+    #    so evaluating moved the augmentation of the epochs after it)
+    version = "2"
     description = "image classification: CIFAR-10/100, ImageNet, Fashion-MNIST, digits"
     datasets = ("fashion_mnist", "digits", "cifar10", "cifar100", "imagenet")
     default_dataset = "fashion_mnist"
@@ -67,15 +71,17 @@ class ClassificationTask(Task):
             raise UserError(f"val_size must be below {size} (the {config.dataset} train split's size), got {val_size}")
 
     def load_data(self, config) -> ClassificationData:
+        size = int(config.options["image_size"])
         train_set, val_set = data.train_and_validation(config.dataset, config.data_root,
                                                        int(config.options["val_size"]), config.train_subset,
-                                                       augment=bool(config.options["augment"]))
-        test_set = data.load_split(config.dataset, "test", config.data_root, config.eval_subset, augment=False)
+                                                       augment=bool(config.options["augment"]), image_size=size)
+        test_set = data.load_split(config.dataset, "test", config.data_root, config.eval_subset, augment=False,
+                                   image_size=size)
         workers = int(config.options["num_workers"])
         train = train_loader(train_set, config, num_workers=workers, drop_last=False)
         evaluation = dict(batch_size=max(config.batch_size, 256), num_workers=workers)
-        test = torch.utils.data.DataLoader(test_set, **evaluation)
-        val = torch.utils.data.DataLoader(val_set, **evaluation) if val_set is not None else None
+        test = evaluation_loader(test_set, **evaluation)
+        val = evaluation_loader(val_set, **evaluation) if val_set is not None else None
         metrics = tuple(spec.key for spec in self.metric_specs(config.dataset))
         return ClassificationData(data.DATASETS.get(config.dataset), train, test, metrics, val)
 
@@ -84,8 +90,8 @@ class ClassificationTask(Task):
                                         block=config.block)
 
     def example_inputs(self, config, data_: ClassificationData) -> tuple[tuple, dict]:
-        spec = data_.spec
-        return (torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size),), {}
+        spec, size = data_.spec, int(config.options["image_size"]) or data_.spec.image_size
+        return (torch.zeros(1, spec.in_channels, size, size),), {}
 
     def train_step(self, model, batch, data_: ClassificationData) -> StepOutput:
         images, labels = batch
@@ -94,12 +100,14 @@ class ClassificationTask(Task):
         return StepOutput(F.cross_entropy(logits, labels), len(labels), {"train_top1": 100.0 * correct})
 
     def evaluate(self, model, data_: ClassificationData, device) -> dict[str, Any]:
-        """Every metric of the dataset over the whole test split, and over the validation split
-        under ``val_`` names where there is one (on every rank)."""
-        scores = self._scores(model, data_.test, data_.metrics, device)
-        if data_.val is not None:
-            scores.update({f"val_{k}": v for k, v in self._scores(model, data_.val, data_.metrics, device).items()})
-        return scores
+        """Every metric of the dataset over the whole test split (on every rank)."""
+        return self._scores(model, data_.test, data_.metrics, device)
+
+    def validate(self, model, data_: ClassificationData, device) -> Optional[dict[str, Any]]:
+        """The same over the validation split, under ``val_`` names; None without one."""
+        if data_.val is None:
+            return None
+        return {f"val_{k}": v for k, v in self._scores(model, data_.val, data_.metrics, device).items()}
 
     @staticmethod
     @torch.inference_mode()

@@ -55,6 +55,8 @@ class DetectionOptions:
     pretrain_epochs: int = option(0, Range(0, integer=True), help="full-precision pre-training epochs (0: none)")
     pretrain_optimizer: str = option("adamw", OneOf(("sgd", "adam", "adamw")), help="pre-training optimizer")
     pretrain_lr: float = option(1e-3, Range(0, low_open=True), help="pre-training learning rate")
+    pretrain_subset: Optional[int] = option(None, Range(1, integer=True, optional=True), legacy=None,
+                                            help="training images of the pre-training (none: the run's train_subset)")
     max_grad_norm: float = option(10.0, Range(0), help="gradient clipping (0: none)")
     val_every: int = option(0, Range(0, integer=True), help="validate every N epochs (0: after the last)")
     backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
@@ -135,12 +137,14 @@ class DetectionTask(Task):
         is scored once, after its last epoch (``val_every`` 0), on both splits. Trained in this
         process (no loader workers): the same detector whichever run trains it.
         """
+        subset = config.options["pretrain_subset"]
         return dataclasses.replace(
             config, estimator="fp32", estimator_hparams={}, scope="backbone", weight_grad="surrogate",
             epochs=int(config.options["pretrain_epochs"]), seed=0,
             optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
+            train_subset=config.train_subset if subset is None else subset,
             options={**config.options, "pretrain_epochs": 0, "val_every": 0, "num_workers": 0,
-                     "data_version": data_version},
+                     "pretrain_subset": None, "data_version": data_version},
         )
 
     def _pretrained(self, config, data, work_dir: Path, context: RunContext) -> tuple[Optional[Path], dict]:
@@ -160,6 +164,8 @@ class DetectionTask(Task):
         if not weights.is_file():
             import torch
 
+            if stage.train_subset != config.train_subset:  # the stage trains on more (or other) images
+                data = self._data(stage, work_dir / "pretrain-data")
             detector = self._detector(stage, data)
             seed_everything(0)
             scores = fit(detector, data, stage, work_dir / "pretrain", context.private(),
@@ -173,6 +179,13 @@ class DetectionTask(Task):
             distributed.barrier()
         scores = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return weights, {"cache_key": key, "epochs": epochs, "metrics": scores}
+
+    @staticmethod
+    def _data(config, work_dir: Path):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None,
+                                    detection_data.parse_image_scale(config.options["image_scale"]),
+                                    config.train_subset, config.eval_subset, work_dir, int(config.options["val_size"]))
 
     @staticmethod
     def _cost(detector, data):
@@ -195,12 +208,9 @@ class DetectionTask(Task):
         from tasks.detection.mmengine_runner import fit, load_state
 
         import_openmmlab()
-        scale = detection_data.parse_image_scale(config.options["image_scale"])
         with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
             work_dir = Path(tmp)
-            data = detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None, scale,
-                                        config.train_subset, config.eval_subset, work_dir,
-                                        int(config.options["val_size"]))
+            data = self._data(config, work_dir)
             pretrained, pretraining = self._pretrained(config, data, work_dir, context)
             seed_everything(config.seed)
             detector = self._detector(config, data)

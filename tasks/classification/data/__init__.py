@@ -140,29 +140,38 @@ def validation_indices(labels: Sequence[int] | Tensor, val_size: int) -> tuple[T
 
 
 def train_and_validation(name: str, data_root: str | os.PathLike | None, val_size: int, subset: Optional[int] = None,
-                         augment: bool = False, subset_seed: int = 0) -> tuple[Dataset, Optional[Dataset]]:
+                         augment: bool = False, subset_seed: int = 0,
+                         image_size: int = 0) -> tuple[Dataset, Optional[Dataset]]:
     """The train split less its validation items (then ``subset`` of it, augmented if asked) and
     the ``val_size`` validation items (never augmented); no validation set for ``val_size`` 0."""
     if not val_size:
-        return load_split(name, "train", data_root, subset, augment, subset_seed), None
-    spec = get_spec(name)
-    folder = check_available(name, data_root)
-    train = spec.loader(folder, "train", bool(augment))
-    plain = spec.loader(folder, "train", False) if augment else train
+        return load_split(name, "train", data_root, subset, augment, subset_seed, image_size), None
+    train = _load(name, "train", data_root, augment, image_size)
+    plain = _load(name, "train", data_root, False, image_size) if augment else train
     train_indices, val_indices = validation_indices(_labels(plain), val_size)
     return take_subset(select(train, train_indices), subset, subset_seed), select(plain, val_indices)
 
 
+def _load(name: str, split: str, data_root, augment: bool, image_size: int) -> Dataset:
+    spec = get_spec(name)
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
+    dataset = spec.loader(check_available(name, data_root), split, bool(augment))
+    if not image_size or image_size == spec.image_size:
+        return dataset
+    if not isinstance(dataset, InMemoryImages):
+        raise UserError(f"image_size applies to the in-memory data sets (CIFAR, Fashion-MNIST, digits), not {name}")
+    return dataset.resized(image_size)
+
+
 def load_split(name: str, split: str, data_root: str | os.PathLike | None = None,
-               subset: Optional[int] = None, augment: bool = False, subset_seed: int = 0) -> Dataset:
+               subset: Optional[int] = None, augment: bool = False, subset_seed: int = 0,
+               image_size: int = 0) -> Dataset:
     """The ``split`` ("train" or "test") of data set ``name`` as (float32 CxHxW, int label) items.
 
     ``augment`` applies to the train split only. ``subset`` keeps a deterministic
     stratified subset of that many items chosen by ``subset_seed`` (see the module doc).
+    ``image_size`` (0: the set's own) resizes every image once, as it is loaded
+    (:meth:`InMemoryImages.resized`).
     """
-    spec = get_spec(name)
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
-    folder = check_available(name, data_root)
-    dataset = spec.loader(folder, split, bool(augment))
-    return take_subset(dataset, subset, subset_seed)
+    return take_subset(_load(name, split, data_root, augment, image_size), subset, subset_seed)

@@ -107,6 +107,17 @@ class InMemoryImages(Dataset):
         x = img.to(torch.float32) * self._scale - self._shift
         return x, int(self.labels[index])
 
+    def resized(self, size: int) -> "InMemoryImages":
+        """The same images resized to ``size`` x ``size`` once, by area averaging (antialiased
+        downsampling; bilinear when enlarging), rounded back to the stored integer range."""
+        pixels = self.images.to(torch.float32)
+        mode = "area" if size < self.images.shape[-1] else "bilinear"
+        resized = F.interpolate(pixels, size=(size, size), mode=mode, **({} if mode == "area" else
+                                                                         {"align_corners": False}))
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+        return InMemoryImages(images, self.labels, self.mean, self.std, max_value=self.max_value,
+                              crop_padding=self.crop_padding, flip=self.flip, classes=self.classes)
+
     def select(self, indices: Sequence[int] | Tensor) -> "InMemoryImages":
         idx = torch.as_tensor(indices, dtype=torch.int64)
         return InMemoryImages(self.images[idx], self.labels[idx], self.mean, self.std,
