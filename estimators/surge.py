@@ -24,9 +24,10 @@ against STE's 1 + 2. In ``model.eval()`` (or without grad) the layer is the base
 estimator's binary layer and ``aux_weight`` is not touched.
 
 Choices the paper leaves open, exposed as hyperparameters (defaults first):
-  eta = 0.2          the AGS ratio ||lambda g_a|| / ||g_b||, chosen by the sweep of
-                     benchmarks/eta_sweep.py (README): best mean of {0.05, 0.1, 0.2, 0.5, 1},
-                     though within one std of 0.1 and of clipped_ste on that small budget
+  eta = 0.2          the AGS ratio ||lambda g_a|| / ||g_b||: the best test-split mean of
+                     {0.05, 0.1, 0.2, 0.5, 1} in the former eta sweep (Hardtanh block, SURGE
+                     alone tuned), within one std of 0.1 and of clipped_ste; to be re-chosen on
+                     the validation split with equal budgets by benchmarks/hparam_sweep.py
   base = "clipped_ste"   the main path's elementwise estimator; with the auxiliary
                      path off SURGE equals it exactly
   shared_aux = False     True: W_a is the latent weight W itself (no extra

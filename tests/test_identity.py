@@ -53,7 +53,8 @@ def test_a_cache_folder_keeps_its_key_across_a_version_bump_it_is_pinned_to(tmp_
 
 def _as_of_today(connection) -> None:
     """The fixture's rows ran models that are gone (the Hardtanh blocks before the ``block``
-    field): give their configs today's quick-preset block, weight gradient and validation split, with the rule-1
+    field): give their configs today's quick-preset block, weight gradient and validation split (the
+    classification rows today's family version too), with the rule-1
     hash of that config, so they are rows a rule-1 surge-bench could have written of an
     experiment this checkout can run."""
     import json
@@ -65,6 +66,9 @@ def _as_of_today(connection) -> None:
         config["options"] = {**config["options"], "val_size": today.options["val_size"]}
         connection.execute("UPDATE runs SET config = ?, config_hash = ? WHERE id = ?",
                            (json.dumps(config), RunConfig.from_dict(config).hash_rule1(), run_id))
+        if config["task"] == "classification":  # and today's family version (detection's rows stay version 1)
+            connection.execute("UPDATE runs SET task_version = ? WHERE id = ?",
+                               (get_task("classification").version, run_id))
 
 
 @pytest.fixture
@@ -105,7 +109,9 @@ def test_a_rule1_database_is_rehashed_once_and_its_finished_runs_are_found(rule1
     assert runs[1].config_hash == ste.hash() != _digits("ste").hash()
     # detection's renamed option takes its new name; its rows were trained by family version 1
     # (the old progress formula) and stay apart from today's version 2
-    options = build_config(task="detection", estimator="clipped_ste", sets=["num_workers=3"])
+    options = build_config(task="detection", estimator="clipped_ste",  # the fixture's preset values of then
+                           sets=["num_workers=3", "train_subset=none", "eval_subset=none", "pretrain_epochs=12",
+                                 "pretrain_subset=none"])
     assert runs[3].config["options"]["num_workers"] == 3 and "workers" not in runs[3].config["options"]
     assert runs[3].config_hash == options.hash(task_version="1") != options.hash()
     assert (runs[1].variant, runs[1].report_average, runs[3].variant) == ("ste", False, "clipped_ste")
@@ -153,7 +159,7 @@ def test_older_schemas_get_the_new_columns_on_either_backend(backend_url):
     db = ResultsDB(backend_url)
     config = _digits("ste", "num_workers=2")
     run_id = db.start_run(config_hash="rule-one-hash", config=config.to_dict(), task="classification",
-                          task_version="1", dataset="digits", model=config.model, estimator="ste", preset="quick",
+                          task_version=get_task("classification").version, dataset="digits", model=config.model, estimator="ste", preset="quick",
                           seed=0, provenance={})
     db.finish_run(run_id, "finished", metrics=[dict(name="top1", value=1.0, higher_is_better=True, primary=True)])
     db.engine.dispose()

@@ -139,7 +139,7 @@ def test_mdd_is_effect_size_times_sd_and_shrinks_with_n():
 def test_the_column_mdd_pools_the_estimators_sd(tables):
     deltas = _table(tables, "classification", "deltas")
     differences = [np.subtract(FP32["cifar10"], CLIPPED["cifar10"]), SURGE_GAIN, STE_NOISE]
-    pooled = math.sqrt(np.mean([np.var(d, ddof=1) for d in differences]))      # root-mean-square of the sds
+    pooled = float(np.median([np.std(d, ddof=1) for d in differences]))      # the median of the sds
     expected = minimal_detectable_difference(5, pooled, m=3).value
     assert deltas.rows[-1] == "MDD (80 % power)" and deltas.summary_rows == 1
     assert deltas.cell("MDD (80 % power)", f"{CIFAR}: Δ [95 % CI]").text == f"{expected:.2f} (n=5, m=3)"
@@ -229,18 +229,23 @@ def test_an_estimator_equal_to_fp32_has_iqm_one_and_beats_a_worse_reference():
 
 
 def test_aggregate_uses_common_seeds_flips_lower_is_better_and_says_why_not():
-    lower = column([("fp32", 0, 0.2), ("fp32", 1, 0.2), ("surge", 0, 0.4), ("surge", 1, 0.4), ("surge", 2, 0.1)],
-                   TOY, metric="mse", higher_is_better=False)
-    higher = column([("fp32", s, 50.0) for s in range(3)] + [("surge", s, 25.0) for s in range(2)], CIFAR)
+    lower = column([("fp32", s, 0.2) for s in range(3)] + [("surge", s, 0.4) for s in range(4)]
+                   + [("ste", s, 0.3) for s in range(3)], TOY, metric="mse", higher_is_better=False)
+    higher = column([("fp32", s, 50.0) for s in range(4)] + [("surge", s, 25.0) for s in (0, 1, 2, 5)]
+                    + [("ste", s, 40.0) for s in (0, 1)], CIFAR)
     result = aggregate([higher, lower], "clipped_ste")
     assert aggregate([higher, lower], "clipped_ste") == result                # fixed seeds
     [surge] = [r for r in result.rows if r.estimator == "surge"]
-    assert surge.seeds == 2 and surge.iqm == pytest.approx(0.5)          # 25 / 50 and 0.2 / 0.4, seeds 0 and 1
+    assert surge.seeds == 3 and surge.iqm == pytest.approx(0.5)          # 25 / 50 and 0.2 / 0.4, seeds 0, 1, 2
+    assert "ste" not in [r.estimator for r in result.rows]               # 2 common seeds: a bootstrap of nothing
+    assert any(note.startswith("ste: 2 seed(s) on every column, fewer than 3") for note in result.notes)
     assert any("clipped_ste is not aggregated" in note for note in result.notes)
     single = aggregate([higher], "clipped_ste")  # one column: the IQM over its runs
     assert [r.estimator for r in single.rows] == ["fp32", "surge"] and single.rows[1].iqm == pytest.approx(0.5)
     no_fp32 = aggregate([column([("surge", 0, 1.0)]), column([("surge", 0, 1.0)], MNIST)], "clipped_ste")
     assert no_fp32.message.startswith("not computed: no column has fp32")
+    one_seed = aggregate([column([("fp32", 0, 1.0), ("surge", 0, 0.5)])], "clipped_ste")
+    assert not one_seed.rows and one_seed.message.startswith("not computed: no estimator has 3 seeds")
 
 
 def test_the_aggregate_table(tables):

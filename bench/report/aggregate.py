@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from bench.report.paired import MIN_SEEDS
 from bench.report.tables import Cell, ReportTable, order_estimators, slug
 
 NORMALISER = "fp32"
@@ -109,8 +110,9 @@ def aggregate(columns: list, reference: str) -> Aggregate:
             notes.append(f"{estimator}: several runs for one seed (pooled configurations): not aggregated")
         else:
             seeds = sorted(set.intersection(*(set(runs["seed"]) for runs in mine)))
-            if not seeds:
-                notes.append(f"{estimator}: no seed ran on every column: not aggregated")
+            if len(seeds) < MIN_SEEDS:  # a bootstrap of one or two runs gives an interval of nothing
+                notes.append(f"{estimator}: {len(seeds)} seed(s) on every column, fewer than {MIN_SEEDS}: "
+                             "not aggregated")
                 continue
             matrices[estimator] = np.column_stack([runs.set_index("seed").loc[seeds, "score"].to_numpy(float)
                                                    for runs in mine])
@@ -123,7 +125,8 @@ def aggregate(columns: list, reference: str) -> Aggregate:
             row.poi, row.poi_low, row.poi_high = _interval([scores, matrices[reference]],
                                                            metrics.probability_of_improvement, POI_REPS)
         rows.append(row)
-    message = "" if rows else "not computed: no estimator has runs on every column with fp32 runs"
+    message = "" if rows else (f"not computed: no estimator has {MIN_SEEDS} seeds on every column with "
+                               f"{NORMALISER} runs")
     return Aggregate(labels, rows, notes, message)
 
 

@@ -71,7 +71,7 @@ def deltas_table(group, paired: list[PairedColumn], decimals: list[int], referen
             f"estimators tested in the column; {MARKER_LEGEND.format(reference=reference)}; "
             f"n < {MIN_SEEDS} paired seeds: mean only, not tested. {MDD_ROW}: the smallest |Δ| a paired t-test "
             f"at alpha = {ALPHA:g}/m (m = estimators tested in the column) detects with {POWER_TEXT} power on n "
-            "seeds (the column's smallest), for the root-mean-square of the estimators' sd of Δ. "
+            "seeds (the column's smallest), for the median of the estimators' sd of Δ. "
             + directions
         ),
         notes=notes,
