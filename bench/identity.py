@@ -15,7 +15,8 @@ per database (``bench.db`` runs it, under the schema lock, when the database is 
   under rule 1 after the upgrade (an older surge-bench on a shared database) are adopted
   when their config next runs (:meth:`bench.db.ResultsDB.adopt_rows`);
 - options a family renamed (detection's ``workers`` is ``num_workers``) take the new name;
-- the report labels are filled in.
+- the report labels are filled in, and taken again against the current estimator defaults
+  whenever one changes (:data:`ESTIMATOR_DEFAULTS`).
 """
 from __future__ import annotations
 
@@ -68,3 +69,15 @@ def upgrade_row(run) -> None:
 
 
 results_db.register_row_upgrade("identity_rule", IDENTITY_RULE, upgrade_row)
+
+#: bumped when an estimator's default hyperparameter changes (2: SURGE's eta 0.2 -> 0.1, chosen on
+#: the validation split), so every stored row's report label is taken against the current defaults:
+#: a run stored as "surge" with eta = 0.2 reads "surge (eta=0.2)", not the new default's row
+ESTIMATOR_DEFAULTS = 2
+
+
+def relabel_row(run) -> None:
+    run.variant = variant_label(run.estimator, (run.config or {}).get("estimator_hparams") or {})
+
+
+results_db.register_row_upgrade("estimator_defaults", ESTIMATOR_DEFAULTS, relabel_row)

@@ -49,7 +49,7 @@ def test_quick_runs_land_finished_rows_with_metrics(db_url, capsys):
         assert full.finished_at >= full.started_at
     surge = ResultsDB(db_url).get_run(runs[1].id)
     assert "surge_lambda_mean" in {c.name for c in surge.curves}
-    assert surge.config["estimator_hparams"]["eta"] == 0.2
+    assert surge.config["estimator_hparams"]["eta"] == 0.1
 
 
 def test_identical_run_is_skipped_and_force_reruns(db_url, capsys):

@@ -142,13 +142,15 @@ def test_a_rule1_interrupted_run_resumes_from_its_old_named_checkpoint(rule1_db,
     from test_reliability import ctrl_c_after_first_checkpoint
 
     with ctrl_c_after_first_checkpoint():
-        assert main(["run", *DIGITS, "--estimator", "surge", "--db", f"sqlite:///{tmp_path}/scratch.sqlite",
+        assert main(["run", *DIGITS, "--estimator", "surge", "--set", "eta=0.2",  # the fixture's, then the default
+                     "--db", f"sqlite:///{tmp_path}/scratch.sqlite",
                      "--checkpoint-dir", str(tmp_path / "scratch")]) == 130
-    new_hash = _digits("surge").hash()
+    new_hash = _digits("surge", "eta=0.2").hash()
     (checkpoints / old[2]).parent.mkdir(parents=True)
     shutil.move(tmp_path / "scratch" / new_hash, checkpoints / old[2])
 
-    assert main(["run", *DIGITS, "--estimator", "surge", "--db", url, "--checkpoint-dir", str(checkpoints)]) == 0
+    assert main(["run", *DIGITS, "--estimator", "surge", "--set", "eta=0.2", "--db", url,
+                 "--checkpoint-dir", str(checkpoints)]) == 0
     run = ResultsDB(url).get_run(2)
     assert run.status == "finished" and run.provenance["resumed"] == 1 and run.config_hash == new_hash
     assert sorted(c.epoch for c in run.curves if c.name == "train_loss") == [1, 2]
@@ -199,3 +201,24 @@ def test_a_read_only_rule1_database_is_listed_and_reported_from_an_upgraded_copy
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_rows_are_relabelled_when_an_estimator_default_changes(backend_url):
+    """A run stored with the former default (SURGE's eta 0.2, label "surge") reads
+    "surge (eta=0.2)" once the database is opened by a surge-bench whose default is 0.1."""
+    from bench.db import Meta
+    from bench.identity import ESTIMATOR_DEFAULTS
+
+    db = ResultsDB(backend_url)
+    config = _digits("surge", "eta=0.2")
+    run_id = db.start_run(config_hash=config.hash(), config=config.to_dict(), task="classification",
+                          task_version=get_task("classification").version, dataset="digits", model=config.model,
+                          estimator="surge", preset="quick", seed=0, provenance={}, variant="surge")
+    db.finish_run(run_id, "finished", metrics=[dict(name="top1", value=1.0, higher_is_better=True, primary=True)])
+    db.engine.dispose()
+    engine = create_engine(backend_url)
+    with engine.begin() as connection:   # as written before the default moved
+        connection.execute(Meta.__table__.update().where(Meta.key == "estimator_defaults")
+                           .values(value=str(ESTIMATOR_DEFAULTS - 1)))
+    engine.dispose()
+    assert ResultsDB(backend_url).get_run(run_id).variant == "surge (eta=0.2)"

@@ -186,13 +186,13 @@ def test_pooled_configurations_are_flagged(db):
 def test_estimator_hyperparameter_variants_get_their_own_rows(db):
     add_run(db, "surge", 0, 80.0, hparams={"eta": 0.5, "base": "clipped_ste"})
     add_run(db, "surge", 1, 82.0, hparams={"eta": 0.5, "base": "clipped_ste"})
-    add_run(db, "surge", 2, 70.0, hparams={"eta": 0.2})  # the default eta: the plain row
+    add_run(db, "surge", 2, 70.0, hparams={"eta": 0.1})  # the default eta: the plain row
     results = _table(build_tables(db), "classification", "results")
     assert "surge (eta=0.5)" in results.rows
     variant = results.cell("surge (eta=0.5)", CLS_COL)
     assert (variant.n, variant.mean) == (2, 81.0)
     assert results.cell("surge", CLS_COL).n == 3
-    assert variant_label("surge", {"eta": 0.2, "shared_aux": True}) == "surge (shared_aux=True)"
+    assert variant_label("surge", {"eta": 0.1, "shared_aux": True}) == "surge (shared_aux=True)"
     assert variant_label("gone_estimator", {"x": 1}) == "gone_estimator"
 
 
