@@ -50,6 +50,15 @@ for task in $tasks; do
             *) task_seeds="0 1 2" ;;
         esac
     fi
+    if [ "$preset/$task" = quick/classification ]; then
+        # gradient diagnostics on clipped_ste's seed-0 states (README, "Gradient diagnostics"): it trains
+        # that run with its states kept, which the sweep below then finds finished
+        binary=$(python -c "import estimators, sys; print(' '.join(n for n in sys.argv[1:] if estimators.ESTIMATORS.get(n).binarizes))" $estimators)
+        [ -n "$binary" ] && echo "== classification ($preset): gradient diagnostics of $binary" && \
+        bench diagnose --task classification --estimator $binary --preset quick --seed "${task_seeds%% *}" \
+            --set units=32 --set samples=32 --set probe_batches=4 --set probe_size=32 \
+            "${db_args[@]}" "${data_args[@]}" || failed=$((failed + 1))
+    fi
     echo "== $task ($preset): $estimators x seeds $task_seeds"
     # bench sweep skips finished configs; one run's crash or hang never stops the others
     bench sweep --task "$task" --estimator $estimators --seeds $task_seeds --preset "$preset" \

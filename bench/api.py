@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from bench.checkpoint import Checkpointer
+from bench.states import ModelStates
 from bench.metrics import METRICS, Metric
 from bench.options import NoOptions
 
@@ -110,14 +111,15 @@ class Timeline:
 @dataclasses.dataclass
 class RunContext:
     """Everything a run gets besides its config: the device, the reporter, the checkpoint
-    (resume from it, save to it; disabled without a folder), whether to show progress, and the
-    run's timeline."""
+    (resume from it, save to it; disabled without a folder), whether to show progress, the
+    run's timeline, and where it keeps its model states (disabled by default)."""
 
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     reporter: Reporter = dataclasses.field(default_factory=Reporter)
     checkpoint: Checkpointer = dataclasses.field(default_factory=lambda: Checkpointer(None))
     quiet: bool = False
     timeline: Timeline = dataclasses.field(default_factory=Timeline)
+    states: ModelStates = dataclasses.field(default_factory=lambda: ModelStates(None))
 
     def private(self) -> "RunContext":
         """The same device and verbosity without reporting or checkpoints (a teacher's training)."""
@@ -211,6 +213,20 @@ class Task:
         if isinstance(batch, dict):
             return (), {k: v[:1] for k, v in batch.items() if k != "labels"}
         return (batch[0][:1],), {}
+
+    # -- bench diagnose ------------------------------------------------------------------
+    #: why ``bench diagnose`` cannot measure this family, in one line (None: it can)
+    diagnose_unsupported: Optional[str] = "the family defines no per-example loss (Task.example_losses)"
+
+    def example_losses(self, model: torch.nn.Module, batch: Any, data: Any) -> torch.Tensor:
+        """The training loss of each example of ``batch`` (a tensor of its length) whose mean is
+        the training step's loss: ``bench diagnose`` differentiates their mean and forwards copies
+        of single examples to measure the reference gradient."""
+        raise NotImplementedError
+
+    def probe_dataset(self, data: Any) -> torch.utils.data.Dataset:
+        """The training examples ``bench diagnose`` draws its probe batches from."""
+        return data.train.dataset
 
     def run(self, config, context: RunContext) -> TaskResult:
         """Train and evaluate one run config (the engine; raises bench.errors.Diverged on a NaN)."""

@@ -3,12 +3,14 @@
     bench list [estimators|tasks|presets|datasets|models|scopes|options]
     bench run --task T --estimator E [--dataset D] [--model M] [--preset quick|paper] [--seed S]
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
-              [--checkpoint-dir DIR|none] [--gpus N]
+              [--checkpoint-dir DIR|none] [--gpus N] [--keep-states]
     bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
                 [--executor local|slurm|submitit-local] [--jobs N] [--isolation pool|process]
                 [--recycle-after K] [--run-timeout SECONDS] [--slurm key=value ...] [--db URL]
     bench report [--format md|latex|all] [--out reports/] [--db URL] [--reference NAME] [--ci t|bootstrap]
                  [--select last|best_val]
+    bench diagnose --task T [--estimator E ...|all] [--mode shared|own] [--reference E] [--run ID]
+                   [--dataset D] [--model M] [--preset P] [--seed S] [--set key=value ...] [--db URL]
     bench runs [--status S] [--task T] [--db URL]
     bench show RUN_ID [--db URL]
     bench plot-estimators [--out reports/figures]
@@ -33,6 +35,7 @@ from bench.config import build_config
 from bench.db import STATUSES, DatabaseError, ResultsDB, resolve_db_url
 from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 from bench.local_executor import DEFAULT_RECYCLE_AFTER
+from bench.states import DEFAULT_STATES_DIR
 from bench.plugins import TASKS, get_task, load_task_plugins
 from bench.validation import check_runs, writable_folder
 
@@ -137,7 +140,8 @@ def _run_configs(args: argparse.Namespace, execute, main_rank: bool) -> int:
     failures = 0
     for config in configs:
         outcome = execute(config, db, force=args.force, quiet=args.quiet, device=args.device,
-                          checkpoint_dir=_checkpoint_dir(args), checked=True)
+                          checkpoint_dir=_checkpoint_dir(args), checked=True,
+                          states_dir=args.states_dir if args.keep_states else None)
         if not main_rank:
             continue
         label = f"{config.task}/{config.dataset}/{config.model} {config.estimator} seed {config.seed}"
@@ -285,6 +289,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from bench.diagnostics.run import diagnose
+
+    names = args.estimator
+    if names == ["all"]:
+        names = [n for n in estimators.available() if estimators.ESTIMATORS.get(n).binarizes]
+    db = ResultsDB(args.db)
+    db.require_writable()
+    done = diagnose(args.task, names, db=db, dataset=args.dataset, model=args.model, preset=args.preset,
+                    seed=args.seed, sets=args.set, data_root=args.data_root, mode=args.mode,
+                    reference=args.reference, run_id=args.run, device=args.device, quiet=args.quiet,
+                    states_dir=args.states_dir, checkpoint_dir=_checkpoint_dir(args))
+    runs = ", ".join(f"{name}: run {run}" for name, run in done.state_runs.items())
+    print(f"wrote {done.rows} gradient diagnostics to {db.display_url} (model states of {runs}); "
+          "bench report shows them")
+    return 0
+
+
 def cmd_plot_estimators(args: argparse.Namespace) -> int:
     from estimators.plotting import plot_estimators
 
@@ -319,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
                    help="per-run checkpoints for resuming (default: %(default)s; 'none' disables)")
+    p.add_argument("--keep-states", action="store_true",
+                   help="keep the model's weights before training and after every epoch (for bench diagnose)")
+    p.add_argument("--states-dir", default=DEFAULT_STATES_DIR, help="where --keep-states writes (default: %(default)s)")
     p.add_argument("--gpus", type=int, default=1,
                    help="processes with DistributedDataParallel under torchrun, one per GPU (gloo on CPUs)")
     p.set_defaults(func=cmd_run)
@@ -368,6 +393,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the scores of the last epoch, or of the epoch best on the validation split "
                         "(default: %(default)s)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("diagnose", help="measure each estimator's gradient against the smoothed reference gradient")
+    p.add_argument("--task", required=True)
+    p.add_argument("--estimator", nargs="+", default=["all"], help="estimators to measure (default: all binary ones)")
+    p.add_argument("--mode", default="shared", choices=("shared", "own"),
+                   help="shared: every estimator on one reference run's states; own: each on its own run's")
+    p.add_argument("--reference", default="clipped_ste", help="shared mode: the estimator whose run gives the states")
+    p.add_argument("--run", type=int, help="shared mode: the finished run whose states are measured")
+    p.add_argument("--dataset")
+    p.add_argument("--model")
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--seed", type=int, default=0, help="the state runs' seed")
+    p.add_argument("--data-root")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the reference's sigma, units, samples, probe_batches, probe_size, probe_seed; an "
+                        "estimator hyperparameter (to the estimators that take it); else the state runs' config")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--states-dir", default=DEFAULT_STATES_DIR, help="where runs keep model states (default: %(default)s)")
+    p.add_argument("--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR)
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("runs", help="list runs with their status")
     p.add_argument("--status")

@@ -9,6 +9,10 @@ Tables:
               cost figures (params, OPs, step time, peak memory), provenance
     metrics   final metrics of a run, each with its direction (higher_is_better)
     curves    per-epoch (or per-evaluation) values of a run, for learning curves
+    gradient_diagnostics
+              ``bench diagnose``: per estimator, model state (a run's kept epoch), binarized
+              layer and probe batch, how close the estimator's gradient is to the smoothed
+              reference (:mod:`bench.diagnostics`)
 
 Guarantees, on SQLite and PostgreSQL alike:
 - any number of processes may open a database that does not exist yet: schema creation
@@ -169,6 +173,48 @@ class CurvePoint(Base):
     value: Mapped[float] = mapped_column(Float)
 
     run: Mapped[Run] = relationship(back_populates="curves")
+
+
+class GradientDiagnostic(Base):
+    """One estimator's gradient against the reference on one layer, probe batch and model state."""
+
+    __tablename__ = "gradient_diagnostics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: the run whose kept state was measured, and its config hash (the key a rerun keeps)
+    state_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    state_config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    #: shared: every estimator on one reference run's states; own: each on its own run's
+    mode: Mapped[str] = mapped_column(String(16))
+    estimator: Mapped[str] = mapped_column(String(64))
+    estimator_hparams: Mapped[dict] = mapped_column(JSON)
+    variant: Mapped[str] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(Integer)
+    progress: Mapped[float] = mapped_column(Float)
+    layer: Mapped[str] = mapped_column(String(200))
+    layer_index: Mapped[int] = mapped_column(Integer)
+    probe_batch: Mapped[int] = mapped_column(Integer)
+    #: the reference: sigma as a fraction of the layer's input std, its value, the units, draws
+    sigma: Mapped[float] = mapped_column(Float)
+    layer_sigma: Mapped[float] = mapped_column(Float)
+    units: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    reference_rel_se: Mapped[float] = mapped_column(Float)
+    cosine: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    cosine_se: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    rel_error: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    sign_agreement: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    norm_ratio: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+#: the fields that name one diagnosis: a rerun with the same values replaces its rows
+DIAGNOSIS_KEY = ("state_config_hash", "mode", "variant", "epoch", "sigma", "units", "samples", "batch_size", "seed")
 
 
 def resolve_db_url(url: Optional[str] = None) -> str:
@@ -663,6 +709,33 @@ class ResultsDB:
             s.execute(delete(CurvePoint).where(CurvePoint.run_id == run_id, CurvePoint.epoch > epoch))
 
         self._write(work)
+
+    def replace_diagnostics(self, rows: list[dict[str, Any]]) -> None:
+        """Write one diagnosis (rows sharing the :data:`DIAGNOSIS_KEY` values) in one transaction,
+        replacing an earlier diagnosis with the same key."""
+        if not rows:
+            return
+        key = {name: rows[0][name] for name in DIAGNOSIS_KEY}
+        if any(row[name] != value for row in rows for name, value in key.items()):
+            raise ValueError("replace_diagnostics: the rows of one call must share the diagnosis key")
+        now = utcnow()
+
+        def work(s: Session) -> None:
+            s.execute(delete(GradientDiagnostic).where(
+                *(getattr(GradientDiagnostic, name) == value for name, value in key.items())))
+            s.add_all([GradientDiagnostic(created_at=now, **row) for row in rows])
+
+        self.require_writable()
+        self._write(work)
+
+    def diagnostics_frame(self):
+        """Every gradient diagnostic row as a pandas DataFrame (empty: none)."""
+        import pandas as pd
+
+        columns = [c.name for c in GradientDiagnostic.__table__.columns]
+        with self.session() as s:
+            rows = s.execute(select(*(getattr(GradientDiagnostic, c) for c in columns))).all()
+        return pd.DataFrame([tuple(row) for row in rows], columns=columns)
 
     def mark_stale_interrupted(self, stale_after_s: Optional[float] = None) -> list[int]:
         """Mark ``running`` rows interrupted whose heartbeat stopped (a killed process, a lost

@@ -15,11 +15,18 @@ A family supplies its data, its model, a train step and an evaluation
     ProgressBar        tqdm on stderr with the loss and the throughput
     SignInputs         per binarized layer and epoch, the fraction of its training inputs with
                        |x| > 1 (``frac_abs_gt1/<layer>``, and their mean ``frac_abs_gt1_mean``)
+    WeightFlips        per binarized layer and epoch, the share of latent weights whose sign
+                       changed in the epoch (larq's FlipRatio; ``flip_ratio/<layer>``, ``_mean``)
+    GradientStability  per binarized layer and epoch, the mean over steps of var(|dL/dW|)
+                       (ReSTE's "gradient stability"; ``grad_abs_var/<layer>``, ``_mean``)
     BestValidation     the scores (and weights) of the epoch best on the validation split's
                        primary metric
     Curves             per epoch: train means, validation (``val_*``) and test (``test_*``)
                        scores, the epoch's starting lr and SURGE's mean lambda, to the
                        reporter (the results database)
+    KeptStates         with ``context.states`` enabled (``bench run --keep-states``, ``bench
+                       diagnose``): the model's weights before training and after every epoch,
+                       kept after the run (:mod:`bench.states`)
     Checkpointing      restore before training (resume), save after every epoch
 
 Detection keeps mmengine's Runner; ``tasks/detection/hooks.py`` drives the same hook
@@ -174,50 +181,124 @@ def epoch_values(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
     return values
 
 
-class SignInputs(Hook):
+class _PerLayerMean(Hook):
+    """Per binarized layer, a sum and a count that hooks accumulate on the device during an epoch;
+    after it, their ratio as ``<PREFIX>/<layer>`` and the mean over layers as ``<PREFIX>_mean``
+    (one host sync per epoch), then the sums start again. Hooks are removed after training."""
+
+    PREFIX = ""
+
+    def __init__(self) -> None:
+        self.handles: list = []
+        self.sums: dict[str, list] = {}
+
+    def after_epoch(self, state: TrainState) -> None:
+        ratios = {name: float(total) / count for name, (total, count) in self.sums.items() if count}
+        state.train_values = {**state.train_values, **_layer_means(self.PREFIX, ratios)}
+        self.sums = {name: [0, 0] for name in self.sums}
+
+    def after_train(self, state: TrainState) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+class SignInputs(_PerLayerMean):
     """Per binarized layer, the fraction of its inputs with |x| > 1 over an epoch's training steps.
 
     It is the share of sign's inputs where a clipped estimator (clipped_ste, SURGE's main path)
     passes no gradient and an unclipped one (ste, ReSTE up to t, SURGE's auxiliary path) does:
-    0 in a Hardtanh block, where the estimators' supports cannot differ. Counted on the device
-    without a host sync; read once per epoch into the epoch's curve points. Embedding layers
+    0 in a Hardtanh block, where the estimators' supports cannot differ. Embedding layers
     (token ids in) are left out.
     """
 
     PREFIX = "frac_abs_gt1"
-
-    def __init__(self) -> None:
-        self.handles: list = []
-        self.counts: dict[str, list] = {}
 
     def before_train(self, state: TrainState) -> None:
         for name, layer in estimators.binary_layers(state.model):
             if isinstance(layer, torch.nn.Embedding):
                 continue
             name = name.removeprefix("module.")  # a DDP-wrapped model
-            self.counts[name] = [0, 0]
+            self.sums[name] = [0, 0]
             self.handles.append(layer.register_forward_pre_hook(self._counter(name)))
 
     def _counter(self, name: str):
         def count(module, inputs) -> None:
             if module.training and torch.is_grad_enabled():
                 x = inputs[0].detach()
-                self.counts[name][0] += (x.abs() > 1).sum()
-                self.counts[name][1] += x.numel()
+                self.sums[name][0] += (x.abs() > 1).sum()
+                self.sums[name][1] += x.numel()
         return count
 
-    def after_epoch(self, state: TrainState) -> None:
-        fractions = {f"{self.PREFIX}/{name}": float(outside) / total
-                     for name, (outside, total) in self.counts.items() if total}
-        if fractions:
-            fractions[f"{self.PREFIX}_mean"] = sum(fractions.values()) / len(fractions)
-            state.train_values = {**state.train_values, **fractions}
-        self.counts = {name: [0, 0] for name in self.counts}
 
-    def after_train(self, state: TrainState) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+def _layer_means(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    """``{prefix/<layer>: v}`` plus their mean as ``<prefix>_mean`` (nothing for no layers)."""
+    curves = {f"{prefix}/{name}": value for name, value in values.items()}
+    if curves:
+        curves[f"{prefix}_mean"] = sum(values.values()) / len(values)
+    return curves
+
+
+def _binary_weights(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name.removeprefix("module."), layer.weight) for name, layer in estimators.binary_layers(model)]
+
+
+class WeightFlips(Hook):
+    """Per binarized layer, the fraction of its latent weights whose sign changed over the epoch
+    (larq's FlipRatio, ``larq/metrics.py``, taken per epoch): how much the binary network still
+    moves. sign(0) counts as +1, as in the forward."""
+
+    PREFIX = "flip_ratio"
+
+    def __init__(self) -> None:
+        self.signs: dict[str, torch.Tensor] = {}
+
+    def before_epoch(self, state: TrainState) -> None:
+        self.signs = {name: weight.detach() >= 0 for name, weight in _binary_weights(state.model)}
+
+    def after_epoch(self, state: TrainState) -> None:
+        flips = {name: float((weight.detach() >= 0).ne(self.signs[name]).float().mean())
+                 for name, weight in _binary_weights(state.model) if name in self.signs}
+        state.train_values = {**state.train_values, **_layer_means(self.PREFIX, flips)}
+
+
+class GradientStability(_PerLayerMean):
+    """Per binarized layer, var(|dL/dW|) of its latent weight's gradient, averaged over the
+    epoch's steps: ReSTE's gradient-stability indicator (Wu et al., ICCV 2023, ``utils/tools.py``
+    ``get_stability_var``, which sums it over layers every iteration). Taken by a gradient hook
+    on the weight (so mmengine's loop, which zeroes gradients inside its step, sees it too); in
+    a multi-process run, rank 0's local gradient."""
+
+    PREFIX = "grad_abs_var"
+
+    def before_train(self, state: TrainState) -> None:
+        for name, weight in _binary_weights(state.model):
+            if weight.requires_grad:
+                self.sums[name] = [0, 0]
+                self.handles.append(weight.register_hook(self._accumulate(name)))
+
+    def _accumulate(self, name: str):
+        def accumulate(grad: torch.Tensor) -> None:
+            if grad.numel() > 1:
+                self.sums[name][0] += grad.detach().abs().float().var()
+                self.sums[name][1] += 1
+        return accumulate
+
+
+class KeptStates(Hook):
+    """The model's weights before training (epoch 0) and after every epoch, kept after the run
+    for ``bench diagnose``; nothing unless the run context enables it."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.states = context.states
+
+    def before_epoch(self, state: TrainState) -> None:
+        if self.states.enabled and state.epoch == 1:   # after Checkpointing's restore: a fresh start
+            self.states.save(0, state.model)
+
+    def after_epoch(self, state: TrainState) -> None:   # before the resume checkpoint: no epoch lost
+        if self.states.enabled:
+            self.states.save(state.epoch, state.model)
 
 
 VALIDATION_PREFIX = "val_"
@@ -304,7 +385,8 @@ def standard_hooks(context: RunContext, unit: str = "ex", primary: Optional[str]
     """The hooks of every training run, in the order they are called (``primary``: the metric
     whose validation score picks the best epoch; ``keep_best_weights``: see BestValidation)."""
     return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit), SignInputs(),
-            BestValidation(primary, higher_is_better, keep_best_weights), Curves(context), Checkpointing(context)]
+            WeightFlips(), GradientStability(), BestValidation(primary, higher_is_better, keep_best_weights),
+            Curves(context), KeptStates(context), Checkpointing(context)]
 
 
 def _call(hooks: Iterable[Hook], point: str, state: TrainState) -> None:

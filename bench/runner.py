@@ -28,6 +28,7 @@ from bench import distributed, identity, provenance
 from bench.checkpoint import DEFAULT_CHECKPOINT_DIR, Checkpointer, CorruptCheckpoint
 from bench.config import RunConfig
 from bench.plugins import get_task
+from bench.states import ModelStates
 from bench.db import DatabaseError, ResultsDB, RunClaimed, stale_limit_s
 from bench.errors import Diverged, RunInterrupted, UserError
 from bench.api import Reporter, RunContext, TaskResult, Timeline
@@ -101,13 +102,15 @@ def metric_direction(name: str, specs) -> bool:
 
 def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, quiet: bool = False,
             device: Optional[str] = None, checkpoint_dir: Optional[str] = DEFAULT_CHECKPOINT_DIR,
-            checked: bool = False, started_at: Optional[float] = None) -> RunOutcome:
+            checked: bool = False, started_at: Optional[float] = None,
+            states_dir: Optional[str] = None) -> RunOutcome:
     """Run one config and record it (in a multi-process run, only rank 0 touches ``db``).
 
     ``checked``: the caller built the config and ran ``bench.validation.check_runs`` on it (the
     CLI); otherwise (a sweep worker, a Slurm job) its values and data are checked here first.
     ``started_at``: when the executor handed the run over (time.time(); default now), the start
-    of the harness overhead stored as ``startup_s``.
+    of the harness overhead stored as ``startup_s``. ``states_dir``: keep the model's weights
+    before training and after every epoch there (:mod:`bench.states`); a skipped run keeps none.
     """
     started_at = time.time() if started_at is None else started_at
     task = get_task(config.task)
@@ -124,7 +127,7 @@ def execute(config: RunConfig, db: Optional[ResultsDB], force: bool = False, qui
     if isinstance(claim, RunOutcome):
         distributed.broadcast("skip")
         return claim
-    return _execute(config, task, db, *claim, quiet, device, started_at)
+    return _execute(config, task, db, *claim, quiet, device, started_at, ModelStates.of(states_dir, config.hash()))
 
 
 def _claim(config: RunConfig, task, db: ResultsDB, force: bool, device: Optional[str],
@@ -210,10 +213,12 @@ def _prepare_checkpoint(db: ResultsDB, run_id: int, checkpoint: Checkpointer, re
 
 
 def _execute(config: RunConfig, task, db: ResultsDB, run_id: int, checkpoint: Checkpointer, resuming: bool,
-             quiet: bool, device: Optional[str], started_at: float) -> RunOutcome:
+             quiet: bool, device: Optional[str], started_at: float, states: ModelStates) -> RunOutcome:
     """From the claimed row to its close: whatever happens here, the row does not stay running."""
+    if not resuming:
+        states.claim(run_id)
     context = RunContext(
-        device=pick_device(device), checkpoint=checkpoint, quiet=quiet,
+        device=pick_device(device), checkpoint=checkpoint, quiet=quiet, states=states,
         reporter=Reporter(on_epoch=lambda epoch, step, values: db.add_curve_points(run_id, epoch, step, values),
                           on_info=lambda fields: db.update_run(run_id, **fields),
                           on_resume=lambda epoch: db.delete_curve_points_after(run_id, epoch)),

@@ -12,7 +12,8 @@ Each case is pinned twice, by backward mode (``estimators.fused``):
   own (evaluating after epoch 1 had moved the global generator, so the augmentation and dropout of
   epoch 2; GLUE version 3, classification version 2). Every case gained the ``frac_abs_gt1``
   curves and names its test curves ``test_*`` (were ``val_*``) since. The SURGE case names its
-  eta = 0.2, the default it was pinned with (issue 13 moved the default to 0.1);
+  eta = 0.2, the default it was pinned with (issue 13 moved the default to 0.1). Issue 14 added
+  the ``flip_ratio`` and ``grad_abs_var`` curves (every earlier value unchanged);
 * ``fused`` (the default): the same runs with the compiled surrogate backwards. The
   classification case (SURGE on a clipped STE, whose derivative is a mask) is exact in both
   modes; the GLUE case (EDE's tanh) moves by float32 ulps in the gradient, so its values differ.

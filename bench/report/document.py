@@ -8,6 +8,7 @@ from typing import Iterable, Optional
 
 from bench.db import ResultsDB
 from bench.report.columns import DEFAULT_REFERENCE
+from bench.report.diagnostics import build_diagnostic_tables, plot_diagnostics
 from bench.report.efficiency import build_efficiency_tables
 from bench.report.figures import plot_learning_curves, plot_sign_inputs
 from bench.report.forest import forest_name, plot_forests
@@ -20,10 +21,14 @@ FORMATS = ("md", "latex")
 FIGURE_SECTIONS = (("Learning curves", "curves_"),
                    ("Inputs of sign with |x| > 1 (0 in a Hardtanh block: clipped and unclipped estimators coincide)",
                     "sign_inputs_"))
+#: the tables written in sections of their own after the per-task ones
+SECTION_KINDS = ("efficiency", "diagnostics")
+DIAGNOSTICS_HEADING = "Gradient diagnostics (bench diagnose)"
+DIAGNOSTICS_FIGURES = "diagnostics_"
 
 
 def _table_stem(table: ReportTable) -> str:
-    if table.kind == "efficiency":
+    if table.kind in SECTION_KINDS:
         return table.label.removeprefix("tab:")
     stem = f"{slug(table.task)}_{slug(table.preset)}"
     return stem + (f"_{table.kind}" if table.kind in ("deltas", "aggregate") else "")
@@ -59,7 +64,7 @@ def _markdown_document(tables: list[ReportTable], figures: list[Path], forests: 
             parts += [f"## {table.task} ({table.preset})", ""]
         if table.kind == "aggregate" and table.empty:
             parts += [f"_{table.title}: {table.message}._", ""]
-        elif table.kind != "efficiency":
+        elif table.kind not in SECTION_KINDS:
             parts.append(render_markdown_table(table))
         forest = _forest(table, forests)
         if forest is not None:
@@ -67,6 +72,11 @@ def _markdown_document(tables: list[ReportTable], figures: list[Path], forests: 
     efficiency = [t for t in tables if t.kind == "efficiency"]
     if efficiency:
         parts += ["## Efficiency", ""] + [render_markdown_table(t) for t in efficiency]
+    diagnostics = [t for t in tables if t.kind == "diagnostics"]
+    if diagnostics:
+        parts += [f"## {DIAGNOSTICS_HEADING}", ""] + [render_markdown_table(t) for t in diagnostics]
+        for path in (p for p in figures if p.stem.startswith(DIAGNOSTICS_FIGURES)):
+            parts += [f"![{path.stem}]({path.relative_to(out_dir).as_posix()})", ""]
     for heading, prefix in FIGURE_SECTIONS:
         chosen = [path for path in figures if path.stem.startswith(prefix)]
         if chosen:
@@ -106,7 +116,7 @@ def _latex_document(tables: list[ReportTable], figures: list[Path], forests: dic
         if forest is not None:
             parts += _latex_figure(forest, out_dir, f"Paired differences to {reference}, 95 % CI: "
                                                     f"{table.task} ({table.preset})")
-    for heading, prefix in FIGURE_SECTIONS:
+    for heading, prefix in FIGURE_SECTIONS + ((DIAGNOSTICS_HEADING, DIAGNOSTICS_FIGURES),):
         for path in (p for p in figures if p.stem.startswith(prefix)):
             parts += _latex_figure(path, out_dir, f"{heading}: {path.stem.removeprefix(prefix)}")
     parts.append(r"\end{document}")
@@ -132,10 +142,12 @@ def write_report(db: ResultsDB, out_dir: str | Path, formats: Iterable[str] = FO
     url = db.display_url
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
-    tables = build_tables(db, reference=reference, ci=ci, select=select) + build_efficiency_tables(db)
+    tables = (build_tables(db, reference=reference, ci=ci, select=select) + build_efficiency_tables(db)
+              + build_diagnostic_tables(db))
     forests = {p.name: p for p in plot_forests(db, out_dir / "figures", reference=reference, ci=ci, select=select)}
     reference = reference or DEFAULT_REFERENCE
-    figures = plot_learning_curves(db, out_dir / "figures") + plot_sign_inputs(db, out_dir / "figures")
+    figures = (plot_learning_curves(db, out_dir / "figures") + plot_sign_inputs(db, out_dir / "figures")
+               + plot_diagnostics(db, out_dir / "figures"))
     written: list[Path] = []
     if "md" in formats:
         path = out_dir / "results.md"

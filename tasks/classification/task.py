@@ -99,6 +99,12 @@ class ClassificationTask(Task):
         correct = int((logits.argmax(1) == labels).sum())
         return StepOutput(F.cross_entropy(logits, labels), len(labels), {"train_top1": 100.0 * correct})
 
+    diagnose_unsupported = None
+
+    def example_losses(self, model, batch, data_: ClassificationData) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(model(images), labels, reduction="none")
+
     def evaluate(self, model, data_: ClassificationData, device) -> dict[str, Any]:
         """Every metric of the dataset over the whole test split (on every rank)."""
         return self._scores(model, data_.test, data_.metrics, device)

@@ -74,6 +74,8 @@ class DetectionOptions:
 
 class DetectionTask(Task):
     name = "detection"
+    diagnose_unsupported = ("mmdet computes a batch's loss with anchors assigned and sampled per batch, so a "
+                            "per-example loss of copied images, which the reference needs, is not defined")
     # 2: progress p = iter / (max_iters - 1), the engine's formula (1: iter / max_iters)
     # 3: evaluation one image a batch where image sizes differ (2: two, padded to one size)
     version = "3"

@@ -122,6 +122,8 @@ def score(preds: np.ndarray, golds: np.ndarray, metric_names: tuple[str, ...], s
 
 class GlueTask(Task):
     name = "glue"
+    diagnose_unsupported = ("not yet: its batches are padded dicts and its loss distils from a teacher; a "
+                            "per-example loss with the teacher's targets (Task.example_losses) is the missing piece")
     # 2: binary attention masks padded keys (1 attended to them); dev batches in length order
     # 3: evaluation loaders have their own generator (iterating one drew from the global generator,
     #    so evaluating moved the dropout of the epochs after it; a teacher's training too)
