@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce every table: every estimator x every task family x its seeds, then the report.
 #
-#   ./run_all.sh                   quick preset on offline data (about 45 minutes on 2 CPU cores)
+#   ./run_all.sh                   quick preset on offline data (45-50 minutes on 2 CPU cores)
 #   ./run_all.sh --preset paper    the papers' recipes (GPU machines; days)
 #
 # Options: --preset quick|paper, --seeds "0 1 2", --db URL, --data-root DIR, --estimators "a b",

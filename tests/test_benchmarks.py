@@ -51,3 +51,14 @@ def test_run_profile_gives_every_second_of_a_run_to_one_phase(tmp_path, monkeypa
     for phase in ("database", "load data", "build model", "batches", "train step", "evaluation", "checkpointing"):
         assert phases[phase] > 0, phase
     assert sum(phases.values()) == pytest.approx(profile["total_s"], rel=0.02)
+
+
+def test_hook_overhead_times_both_arms(tmp_path):
+    from benchmarks import hook_overhead
+
+    out = tmp_path / "hooks.md"
+    hook_overhead.main(["--estimators", "clipped_ste", "--rounds", "2", "--steps", "1", "--warmup", "1",
+                        "--out", str(out)])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| clipped_ste"))
+    bare, hooked, ratio = (cell.strip() for cell in row.split("|")[2:5])
+    assert float(bare) > 0 and float(hooked) > 0 and ratio.count("[") == 1

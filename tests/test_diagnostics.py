@@ -31,14 +31,17 @@ class TwoBinaryLayers(nn.Module):
     """x -> FP linear -> binary linear (4 units in) -> binary linear (3 units in) -> logits:
     7 binary units per example, few enough to enumerate."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, registered_backwards: bool = False) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
+        if registered_backwards:   # module order is not the forward's order (as a ResNet's shortcut conv)
+            self.second = _binary_linear(3, 2, g)
         self.stem = nn.Linear(3, 4)
         with torch.no_grad():
             self.stem.weight.copy_(torch.randn(4, 3, generator=g))
         self.first = _binary_linear(4, 3, g)
-        self.second = _binary_linear(3, 2, g)
+        if not registered_backwards:
+            self.second = _binary_linear(3, 2, g)
 
     def forward(self, x):
         return self.second(self.first(self.stem(x)))
@@ -93,8 +96,9 @@ def _exact_smoothed_gradients(model: TwoBinaryLayers, batch, sigmas: dict[str, f
     return {"first": grad1.reshape(-1), "second": grad2.reshape(-1)}
 
 
-def test_monte_carlo_reference_matches_the_enumerated_smoothed_gradient():
-    model = TwoBinaryLayers()
+@pytest.mark.parametrize("registered_backwards", [False, True])
+def test_monte_carlo_reference_matches_the_enumerated_smoothed_gradient(registered_backwards):
+    model = TwoBinaryLayers(registered_backwards=registered_backwards)
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(3, 3, generator=g), torch.tensor([0, 1, 1]))
     reference = smoothed_reference(model, batch, _cross_entropy, units=64, samples=4000, sigma=0.5, seed=3)

@@ -12,7 +12,8 @@ norm N* = sqrt(||g*_hat||^2 - sum se_i^2) (none when the noise is as large as th
     rel_error       sqrt(max(||g - g*_hat||^2 - sum se_i^2, 0)) / N*   (E||g - g*_hat||^2 =
                     ||g - g*||^2 + sum se_i^2)
     sign_agreement  the share of units where g*_hat_i differs from 0 by more than 2 se_i on
-                    which sign(g_i) = sign(g*_hat_i)
+                    which sign(g_i) = sign(g*_hat_i); a zero g_i (a clipped estimator beyond its
+                    clip) does not agree: there the estimator passes nothing the loss responds to
     norm_ratio      ||g|| / N*                                     1: the right step size
 
 A measure that is not defined (a reference lost in its noise, no unit that passes the sign
