@@ -53,7 +53,7 @@ for task in $tasks; do
     if [ "$preset/$task" = quick/classification ]; then
         # gradient diagnostics on clipped_ste's seed-0 states (README, "Gradient diagnostics"): it trains
         # that run with its states kept, which the sweep below then finds finished
-        binary=$(python -c "import estimators, sys; print(' '.join(n for n in sys.argv[1:] if estimators.ESTIMATORS.get(n).binarizes))" $estimators)
+        binary=$(python -c "import sys; from bench.diagnostics.run import binary_estimators; print(' '.join(n for n in sys.argv[1:] if n in binary_estimators()))" $estimators)
         [ -n "$binary" ] && echo "== classification ($preset): gradient diagnostics of $binary" && \
         bench diagnose --task classification --estimator $binary --preset quick --seed "${task_seeds%% *}" \
             --set units=32 --set samples=32 --set probe_batches=4 --set probe_size=32 \

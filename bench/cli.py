@@ -290,11 +290,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from bench.diagnostics.run import diagnose
+    from bench.diagnostics.run import binary_estimators, diagnose
 
-    names = args.estimator
-    if names == ["all"]:
-        names = [n for n in estimators.available() if estimators.ESTIMATORS.get(n).binarizes]
+    names = binary_estimators() if args.estimator == ["all"] else args.estimator
     db = ResultsDB(args.db)
     db.require_writable()
     done = diagnose(args.task, names, db=db, dataset=args.dataset, model=args.model, preset=args.preset,

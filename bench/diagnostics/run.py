@@ -75,6 +75,11 @@ def split_sets(sets: list[str], estimator_names: list[str]) -> tuple[DiagnoseSet
     return DiagnoseSettings(**values), run_sets, hparam_sets
 
 
+def binary_estimators() -> list[str]:
+    """The estimators with binary units to measure (all but the full-precision reference)."""
+    return [name for name in estimators.available() if estimators.ESTIMATORS.get(name).binarizes]
+
+
 def point_epochs(epochs: int) -> dict[str, int]:
     """start, middle and end of training as epochs of the state run (0: before training)."""
     return {"start": 0, "middle": epochs // 2, "end": epochs}
@@ -98,7 +103,7 @@ def diagnose(task_name: str, estimator_names: list[str], *, db: ResultsDB, datas
         raise UserError(f"bench diagnose does not support task {task_name}: {task.diagnose_unsupported}")
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
-    binary = [name for name in estimators.available() if estimators.ESTIMATORS.get(name).binarizes]
+    binary = binary_estimators()
     unknown = [name for name in [*estimator_names, reference] if name not in binary]
     if unknown:
         raise UserError(f"cannot diagnose {', '.join(unknown)}; valid choices: {', '.join(binary)} (fp32 has no "
@@ -145,24 +150,23 @@ def diagnose(task_name: str, estimator_names: list[str], *, db: ResultsDB, datas
     references_due = len(points) * settings.probe_batches * len(unique)
     bar = progress_bar(rows_per_reference * references_due, f"diagnose {task_name} (reference rows)", quiet)
     written = 0
-    references: dict[tuple[str, int], list] = {}
     try:
-        for name in estimator_names:
-            state_config = state_configs[name]
-            run_number, states = state_runs[state_config.hash()]
-            for point, epoch in points.items():
-                key = (state_config.hash(), epoch)
-                if key not in references:
+        for point, epoch in points.items():
+            loaded_hash, state, references = None, None, []   # one state config's, kept while it is in use
+            for name in estimator_names:
+                state_config = state_configs[name]
+                run_number, states = state_runs[state_config.hash()]
+                if state_config.hash() != loaded_hash:
+                    loaded_hash, state = state_config.hash(), states.load(epoch)
                     bar.set_postfix_str(f"reference at {point} (epoch {epoch})")
-                    model_ref, _ = _model_on(task, state_config, data, states.load(epoch), device_)
-                    references[key] = [
-                        smoothed_reference(model_ref, probe, losses, units=settings.units,
-                                           samples=settings.samples, sigma=settings.sigma,
-                                           seed=settings.probe_seed + 1000 * index, progress=bar.update)
-                        for index, probe in enumerate(probes)]
+                    model_ref, _ = _model_on(task, state_config, data, state, device_)
+                    references = [smoothed_reference(model_ref, probe, losses, units=settings.units,
+                                                     samples=settings.samples, sigma=settings.sigma,
+                                                     seed=settings.probe_seed + 1000 * index, progress=bar.update)
+                                  for index, probe in enumerate(probes)]
                 bar.set_postfix_str(f"{name} at {point}")
                 p = training_progress(epoch * steps_per_epoch, state_config.epochs * steps_per_epoch)
-                model_e, estimator = _model_on(task, configs[name], data, states.load(epoch), device_)
+                model_e, estimator = _model_on(task, configs[name], data, state, device_)
                 estimator.set_progress(p)
                 common = dict(state_run_id=run_number, state_config_hash=state_config.hash(), task=task_name,
                               dataset=state_config.dataset, model=state_config.model, mode=mode, estimator=name,
@@ -170,7 +174,7 @@ def diagnose(task_name: str, estimator_names: list[str], *, db: ResultsDB, datas
                               variant=variant_label(name, configs[name].estimator_hparams), epoch=epoch, progress=p,
                               sigma=settings.sigma, units=settings.units, samples=settings.samples,
                               batch_size=settings.probe_size, seed=settings.probe_seed)
-                rows = [{**common, **row} for index, (probe, ref) in enumerate(zip(probes, references[key]))
+                rows = [{**common, **row} for index, (probe, ref) in enumerate(zip(probes, references))
                         for row in _layer_rows(estimator_gradients(model_e, probe, losses), ref, index)]
                 db.replace_diagnostics(rows)
                 written += len(rows)
