@@ -39,6 +39,22 @@ GENERIC_RECIPE: dict[str, Any] = dict(
 
 
 @dataclasses.dataclass(frozen=True)
+class PresetSource:
+    """Where a preset's numbers come from (``bench list presets``, the README's preset table).
+
+    ``alias_of`` names the preset this one stands for (``paper``: the recipe SURGE compares
+    against); a run stores the preset it resolves to. ``reports`` is what the source reports:
+    the ``last`` epoch, or the ``best`` epoch on the test split (a test-set selection; the report
+    shows it with ``--select best``, labelled)."""
+
+    source: str
+    files: str = ""
+    fixes: str = ""
+    alias_of: Optional[str] = None
+    reports: str = "last"
+
+
+@dataclasses.dataclass(frozen=True)
 class MetricSpec:
     """A metric a family reports: the name it is stored under and the registered metric it is
     (``accuracy_matched`` is ``accuracy`` on MNLI's matched dev split)."""
@@ -138,6 +154,8 @@ class Task:
     #: the BNN blocks the family's models can be built with (the ``block`` field); empty: none
     blocks: tuple[str, ...] = ()
     presets: tuple[str, ...] = ("quick", "paper")
+    #: per preset, its source (PresetSource); a family without it lists its presets unsourced
+    preset_sources: dict[str, PresetSource] = {}
     #: the family's binarization scopes, a Registry of rules like :data:`estimators.SCOPES`
     #: (None: the estimator library's ``all`` / ``first_last`` / ``standard``)
     scope_registry = None
@@ -147,6 +165,19 @@ class Task:
     report_average: bool = False
     #: the family's options (``--set key=value``): a dataclass, see bench.options
     Options: type = NoOptions
+    #: whether the family starts from ``init`` (the engine's families do; one with its own loop and
+    #: its own starting points, like detection's pre-trained detector, does not)
+    supports_init: bool = True
+    #: whether the family's training applies ``precision`` and ``channels_last``: None, the default,
+    #: means yes for a family trained by the engine's fit, no for one that overrides ``run`` with a
+    #: loop of its own unless it sets True
+    applies_precision: Optional[bool] = None
+
+    def trains_with_precision(self) -> bool:
+        """Whether ``precision`` and ``channels_last`` act in this family's training."""
+        if self.applies_precision is not None:
+            return self.applies_precision
+        return type(self).run is Task.run
     #: gradient clipping of the engine's optimizer step (None: none)
     max_grad_norm: Optional[float] = None
     #: what the progress bar counts per second
@@ -164,8 +195,19 @@ class Task:
     recipes: dict[str, dict[str, Any]] = {}
 
     def preset_values(self, preset: str, dataset: str, model: str) -> dict[str, Any]:
-        """RunConfig field values (and ``options``) of a preset for this dataset."""
+        """RunConfig field values (and ``options``, and ``estimator_hparams``: per estimator, the
+        hyperparameters the source fixes) of a preset for this dataset and model."""
         return {**GENERIC_RECIPE, **self.recipes.get(preset, {})}
+
+    def preset_model(self, preset: str, dataset: str) -> Optional[str]:
+        """The model a preset's source trains on this dataset when none is named (None: the
+        dataset's default model)."""
+        return None
+
+    def resolve_preset(self, preset: str) -> str:
+        """The preset an alias stands for (``paper`` -> the source SURGE compares against)."""
+        source = self.preset_sources.get(preset)
+        return source.alias_of if source is not None and source.alias_of else preset
 
     def check(self, config) -> None:
         """Raise UserError/DataMissingError before anything is written (data present, ...)."""
@@ -197,12 +239,23 @@ class Task:
     def prepare(self, config, data, model: torch.nn.Module, context: RunContext) -> None:
         """Work between building the model and binarizing it (GLUE trains its teacher here)."""
 
+    def step_one(self, config):
+        """The RunConfig of step 1 of a two-step run (``init="two_step"``, :mod:`bench.initialization`):
+        the same run with real weights and binary activations (ReActNet's step 1), from scratch. The
+        settings that only act on binarized weights (``weight_scale``, ``weight_grad``,
+        ``weight_balance``, ``weight_clip="gradient"``) take their defaults, since a layer with
+        ``binary_weights`` off uses W itself, so step-2 runs that differ only in them share one
+        step 1. A family overrides this to apply its step-1 recipe (classification: its weight decay)."""
+        return dataclasses.replace(
+            config, binary_weights=False, init="scratch", weight_scale="channel", weight_grad="surrogate",
+            weight_balance="none", weight_clip="none" if config.weight_clip == "gradient" else config.weight_clip)
+
     def binarize(self, model: torch.nn.Module, estimator, config) -> dict:
         """Replace the layers of ``config.scope`` by binarized ones; the record for the database."""
         import estimators
 
-        return estimators.binarize_model(model, estimator, scope=config.scope, weight_scale=config.weight_scale,
-                                         weight_grad=config.weight_grad, scopes=self.scope_rules()).to_dict()
+        return estimators.binarize_model(model, estimator, scope=config.scope, scopes=self.scope_rules(),
+                                         **binarization_options(config)).to_dict()
 
     def example_inputs(self, config, data) -> tuple[tuple, dict]:
         """One example's model inputs (args, kwargs), for counting parameters and OPs: by default
@@ -233,6 +286,13 @@ class Task:
         from bench.engine import run_task
 
         return run_task(self, config, context)
+
+
+def binarization_options(config) -> dict[str, Any]:
+    """The RunConfig's binarized-layer options (:class:`estimators.layers.BinarizationOptions`)."""
+    return dict(weight_scale=config.weight_scale, weight_grad=config.weight_grad,
+                weight_balance=config.weight_balance, weight_clip=config.weight_clip,
+                pad_value=float(config.pad_value), binary_weights=config.binary_weights)
 
 
 def default_cache_dir() -> Path:

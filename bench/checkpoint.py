@@ -2,7 +2,8 @@
 
 One file per run config: ``<checkpoint dir>/<config hash>/last.pt`` (default checkpoint dir
 ``results/checkpoints``), written atomically at the end of every epoch. It holds the model,
-optimizer and LR-schedule state, the epoch and global step, and every random state the next
+optimizer and LR-schedule state (and an fp16 run's gradient-scaler state: its scale and growth
+tracker), the epoch and global step, and every random state the next
 epoch draws from (Python, NumPy, torch CPU/CUDA, and the data loader's shuffling generator),
 so an interrupted run that resumes reaches the same final metrics as an uninterrupted one
 (bit for bit on a CPU with the same thread count). The file is deleted when the run finishes.
@@ -96,7 +97,8 @@ class Checkpointer:
         return self.path is not None and self.path.is_file()
 
     def save(self, *, epoch: int, step: int, model: torch.nn.Module, optimizer, scheduler,
-             generator: Optional[torch.Generator] = None, extra: Optional[dict] = None) -> None:
+             generator: Optional[torch.Generator] = None, extra: Optional[dict] = None,
+             scaler: Optional[torch.amp.GradScaler] = None) -> None:
         if self.folder is None or not distributed.is_main():
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,7 @@ class Checkpointer:
             "epoch": epoch, "step": step, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": _rng_state(generator), "extra": extra or {},
+            "scaler": scaler.state_dict() if scaler is not None else None,
         }
         partial = self.folder / f"last.pt.tmp{os.getpid()}"
         torch.save(state, partial)
@@ -124,8 +127,10 @@ class Checkpointer:
         self._loaded = state
 
     def restore(self, *, model: torch.nn.Module, optimizer, scheduler,
-                generator: Optional[torch.Generator] = None) -> Optional[dict[str, Any]]:
-        """Load the checkpoint into the given objects; returns {"epoch", "step", "extra"} or None."""
+                generator: Optional[torch.Generator] = None,
+                scaler: Optional[torch.amp.GradScaler] = None) -> Optional[dict[str, Any]]:
+        """Load the checkpoint into the given objects; returns {"epoch", "step", "extra"} or None.
+        A run with a gradient ``scaler`` (fp16) needs the scaler state saved with it."""
         if self.path is None or not self.path.is_file():
             return None
         if self._loaded is None:
@@ -137,6 +142,10 @@ class Checkpointer:
             if scheduler is not None and state["scheduler"] is not None:
                 scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"], generator)
+            if scaler is not None:
+                if state.get("scaler") is None:
+                    raise ValueError("it holds no gradient-scaler state, which an fp16 run needs")
+                scaler.load_state_dict(state["scaler"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # tensors that do not fit this run
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CorruptCheckpoint(f"checkpoint {self.path} does not fit this run ({reason[:160]})") from None

@@ -1,14 +1,14 @@
 """The ``bench`` command line.
 
     bench list [estimators|tasks|presets|datasets|models|scopes|options]
-    bench run --task T --estimator E [--dataset D] [--model M] [--preset quick|paper] [--seed S]
+    bench run --task T --estimator E [--dataset D] [--model M] [--preset P (bench list presets)] [--seed S]
               [--epochs N] [--data-root DIR] [--db URL] [--set key=value ...] [--force]
               [--checkpoint-dir DIR|none] [--gpus N] [--keep-states]
     bench sweep [--grid FILE] [--task T ...] [--estimator E ...] [--seeds S ...] [--set key=v1,v2 ...]
                 [--executor local|slurm|submitit-local] [--jobs N] [--isolation pool|process]
                 [--recycle-after K] [--run-timeout SECONDS] [--slurm key=value ...] [--db URL]
     bench report [--format md|latex|all] [--out reports/] [--db URL] [--reference NAME] [--ci t|bootstrap]
-                 [--select last|best_val]
+                 [--select last|best_val|best]
     bench diagnose --task T [--estimator E ...|all] [--mode shared|own] [--reference E] [--run ID]
                    [--dataset D] [--model M] [--preset P] [--seed S] [--set key=value ...] [--db URL]
     bench runs [--status S] [--task T] [--db URL]
@@ -21,6 +21,7 @@ SIGTERM with one line (``bench: interrupted: ...``) and 128 + the signal number.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -37,7 +38,7 @@ from bench.errors import RunInterrupted, UserError, sigterm_as_interrupt
 from bench.local_executor import DEFAULT_RECYCLE_AFTER
 from bench.states import DEFAULT_STATES_DIR
 from bench.plugins import TASKS, get_task, load_task_plugins
-from bench.validation import check_runs, writable_folder
+from bench.validation import check_runs, field_choices, writable_folder
 
 LISTABLE = ("estimators", "tasks", "presets", "datasets", "models", "scopes", "options")
 
@@ -62,13 +63,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif what == "tasks":
         rows = [[n, TASKS.get(n).version, TASKS.get(n).default_dataset, TASKS.get(n).description] for n in TASKS.names()]
         _print_table(rows, ["task", "version", "default dataset", "description"])
-    elif what in ("datasets", "models", "presets"):
+    elif what == "presets":
+        rows = []
+        for n in TASKS.names():
+            task = TASKS.get(n)
+            for preset in task.presets:
+                source = task.preset_sources.get(preset)
+                if source is None:
+                    rows.append([n, preset, "-", "", ""])
+                elif source.alias_of:
+                    rows.append([n, preset, f"= {source.alias_of}", "", source.source])
+                else:
+                    reports = "best test epoch" if source.reports == "best" else "last epoch"
+                    rows.append([n, preset, source.source, reports, f"{source.fixes} [{source.files}]"])
+        _print_table(rows, ["task", "preset", "source", "source reports", "what it fixes [files]"])
+    elif what in ("datasets", "models"):
         rows = [[n, ", ".join(getattr(TASKS.get(n), what))] for n in TASKS.names()]
         _print_table(rows, ["task", what])
     elif what == "options":
-        rows = [[n, name, repr(default), "no (local)" if name in typed.local_names(TASKS.get(n).Options) else "yes",
-                 typed.field_help(TASKS.get(n).Options)[name] or ""]
-                for n in TASKS.names() for name, default in typed.defaults(TASKS.get(n).Options).items()]
+        from bench.config import RunConfig
+        from bench.validation import field_choices
+
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+        rows = [["(all)", name, repr(defaults[name]) if name in defaults else "(the preset's)", "yes", choices]
+                for name, choices in field_choices().items()]
+        rows += [[n, name, repr(default), "no (local)" if name in typed.local_names(TASKS.get(n).Options) else "yes",
+                  typed.field_help(TASKS.get(n).Options)[name] or ""]
+                 for n in TASKS.names() for name, default in typed.defaults(TASKS.get(n).Options).items()]
         _print_table(rows, ["task", "option", "default", "in the hash", "meaning"])
     else:
         rows = [[n, ", ".join(TASKS.get(n).scope_rules().names())] for n in TASKS.names()]
@@ -333,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--db", help=db_help)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, an estimator hyperparameter or a task option")
+                   help="override a config field, an estimator hyperparameter or a task option; the fields: "
+                        + "; ".join(f"{k} ({v})" for k, v in field_choices().items())
+                        + "; task options: bench list options")
     p.add_argument("--force", action="store_true", help="rerun even if an identical run finished (never one that is running)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -387,9 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci", default="t", choices=("t", "bootstrap"),
                    help="95%% interval of a paired difference: Student t or percentile bootstrap "
                         "(default: %(default)s)")
-    p.add_argument("--select", default="last", choices=("last", "best_val"),
-                   help="the scores of the last epoch, or of the epoch best on the validation split "
-                        "(default: %(default)s)")
+    p.add_argument("--select", default="last", choices=("last", "best_val", "best"),
+                   help="the scores of the last epoch, of the epoch best on the validation split, or of "
+                        "the epoch best on the test split (best: a test-set selection some papers report; "
+                        "shown labelled, not ranked) (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("diagnose", help="measure each estimator's gradient against the smoothed reference gradient")

@@ -12,8 +12,10 @@ Fields and options added after runs were stored (``block``, ``weight_grad``, cla
 ``val_size``) enter the hash only when they differ from what every earlier run did, so stored
 runs keep their hashes.
 
-Precedence when a config is built: the task's preset < explicit flags (--epochs,
---seed, --dataset, --model) < ``--set key=value`` pairs, each parsed by its field's type.
+Precedence when a config is built: the task's preset (with the estimator hyperparameters its
+source fixes, e.g. IR-Net's EDE schedule) < explicit flags (--epochs, --seed, --dataset,
+--model) < ``--set key=value`` pairs, each parsed by its field's type. A preset alias (``paper``)
+is stored as the preset it stands for.
 """
 from __future__ import annotations
 
@@ -75,6 +77,28 @@ class RunConfig:
     #: the activation estimator differs; "surrogate": each estimator applies its own surrogate
     #: to the latent weights, as in the papers' code
     weight_grad: str = _added("surrogate")
+    #: the binarization details the papers differ by (estimators.layers.BinarizationOptions;
+    #: README, "Binarization options"): what the latent weight becomes before sign, ...
+    weight_balance: str = _added("none")
+    #: ... how the weight gradient is confined to [-1, 1] (in the STE path, or W after each update)
+    weight_clip: str = _added("none")
+    #: ... the value the +-1 activation maps are padded with (0: zero padding)
+    pad_value: float = _added(0.0)
+    #: False: weights stay real and only activations are binarized (ReActNet's step 1)
+    binary_weights: bool = _added(True)
+    #: which parameters the weight decay applies to: all, or conv kernels only (Bi-Real, ReActNet)
+    weight_decay_on: str = _added("all")
+    #: where the weights start: "scratch", "two_step" (from this config's step 1, trained and cached
+    #: by the suite) or a state-dict file (a full-precision checkpoint, or a run's kept state)
+    init: str = _added("scratch")
+    #: the warm-up's first LR factor (it rises linearly to 1): 0 (the default), IR-Net's 0.25
+    warmup_start: float = _added(0.0)
+    #: schedule "step": the fractions of training after which the LR is multiplied by 0.1
+    milestones: str = _added("")
+    #: autocast dtype of the training forward: fp32 (none), bf16, fp16 (with a gradient scaler)
+    precision: str = _added("fp32")
+    #: convolution inputs and weights in channels_last memory format
+    channels_last: bool = _added(False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,9 +163,9 @@ def _digest(payload: dict) -> str:
 
 #: RunConfig fields settable with --set (the others have their own flags).
 SETTABLE_FIELDS = (
-    "block", "scope", "weight_scale", "weight_grad", "epochs", "batch_size", "optimizer", "lr", "momentum",
-    "weight_decay",
-    "schedule", "warmup_epochs", "train_subset", "eval_subset",
+    "block", "scope", "weight_scale", "weight_grad", "weight_balance", "weight_clip", "pad_value", "binary_weights",
+    "weight_decay_on", "init", "precision", "channels_last", "epochs", "batch_size", "optimizer", "lr", "momentum",
+    "weight_decay", "schedule", "warmup_epochs", "warmup_start", "milestones", "train_subset", "eval_subset",
 )
 
 
@@ -165,7 +189,8 @@ def build_config(
         raise UserError(f"unknown dataset {dataset!r} for task {task}; valid choices: {', '.join(task_obj.datasets)}")
     if preset not in task_obj.presets:
         raise UserError(f"unknown preset {preset!r}; valid choices: {', '.join(task_obj.presets)}")
-    model = model or task_obj.default_model(dataset)
+    preset = task_obj.resolve_preset(preset)
+    model = model or task_obj.preset_model(preset, dataset) or task_obj.default_model(dataset)
     if model not in task_obj.models:
         raise UserError(f"unknown model {model!r} for task {task}; valid choices: {', '.join(task_obj.models)}")
 
@@ -173,7 +198,7 @@ def build_config(
     options = {**typed.defaults(task_obj.Options), **values.pop("options", {})}
     if epochs is not None:
         values["epochs"] = epochs
-    hparams: dict[str, Any] = {}
+    hparams: dict[str, Any] = dict(values.pop("estimator_hparams", {}).get(estimator, {}))
     estimator_class = estimators.ESTIMATORS.get(estimator)
     estimator_keys = estimators.hparam_names(estimator)
     for pair in sets or []:

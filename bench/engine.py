@@ -3,7 +3,8 @@
 A family supplies its data, its model, a train step and an evaluation
 (:class:`bench.api.Task`); :func:`run_task` does the rest, the same way for every family:
 
-    seed -> family.load_data -> family.build_model -> family.prepare (a teacher, ...)
+    seed -> family.load_data -> family.build_model -> init (bench.initialization: a state-dict
+    file, or the run's step 1) -> family.prepare (a teacher, ...)
     -> estimator + family.binarize -> parameters and OPs -> fit -> TaskResult
 
 :func:`fit` owns the epoch loop; the hooks own what every loop needs:
@@ -37,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -44,9 +46,10 @@ import torch
 import estimators
 from bench import distributed
 from bench.api import RunContext, TaskResult
+from bench.precision import MixedPrecision, channels_last
 from bench.training import (
-    StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb, progress_bar, reset_peak_memory,
-    seed_everything,
+    StepTimer, build_optimizer, build_scheduler, check_finite, peak_memory_mb,
+    progress_bar, reset_peak_memory, seed_everything,
 )
 from estimators.accounting import count_cost
 
@@ -84,6 +87,8 @@ class TrainState:
     scores: dict[str, float] = dataclasses.field(default_factory=dict)  # the last evaluation
     evaluated: bool = False         # whether this epoch ended with an evaluation (detection: val_every)
     best: dict = dataclasses.field(default_factory=dict)  # {"epoch", "scores"} of the best validation epoch
+    best_test: dict = dataclasses.field(default_factory=dict)  # the same of the best test epoch (BestTest)
+    scaler: Any = None              # fp16's torch.amp.GradScaler: its state is checkpointed
 
 
 def training_progress(step: int, total_steps: int) -> float:
@@ -328,6 +333,30 @@ class BestValidation(Hook):
                 state.best["weights"] = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
 
 
+BEST_TEST = "@best_test"
+
+
+class BestTest(Hook):
+    """Without a validation split, every epoch is scored on the test split: keeps the scores of the
+    epoch whose primary test score is best (the first of equals), which the papers that keep
+    ``best_prec1`` report. A test-set selection: stored under ``<name>@best_test`` so the report
+    can show it to compare with them (``--select best``), labelled, never to rank; only when the
+    test split was scored more than once (one evaluation selects nothing)."""
+
+    def __init__(self, primary: Optional[str], higher_is_better: bool = True) -> None:
+        self.primary, self.higher_is_better = primary, higher_is_better
+
+    def after_epoch(self, state: TrainState) -> None:
+        value = state.scores.get(self.primary) if state.evaluated and self.primary else None
+        if value is None or any(k.startswith(VALIDATION_PREFIX) for k in state.scores):
+            return
+        best = state.best_test.get("scores", {}).get(self.primary)
+        evaluations = state.best_test.get("evaluations", 0) + 1
+        if best is None or (value > best if self.higher_is_better else value < best):
+            state.best_test = {"epoch": state.epoch, "scores": dict(state.scores)}
+        state.best_test["evaluations"] = evaluations
+
+
 def scores_with(model: torch.nn.Module, weights: dict, evaluate: Callable[[torch.nn.Module], dict]) -> dict:
     """``evaluate`` of ``model`` carrying ``weights``; the model gets its own weights back after."""
     own = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -345,6 +374,9 @@ def final_metrics(state: TrainState) -> dict[str, float]:
     if state.best:
         metrics.update({f"{k}{BEST_VAL}": v for k, v in state.best["scores"].items()})
         metrics["best_val_epoch"] = float(state.best["epoch"])
+    if state.best_test.get("evaluations", 0) > 1:
+        metrics.update({f"{k}{BEST_TEST}": v for k, v in state.best_test["scores"].items()})
+        metrics["best_test_epoch"] = float(state.best_test["epoch"])
     return metrics
 
 
@@ -367,17 +399,21 @@ class Checkpointing(Hook):
 
     def before_train(self, state: TrainState) -> None:
         saved = self.context.checkpoint.restore(model=state.model, optimizer=state.optimizer,
-                                                scheduler=state.scheduler, generator=state.generator)
+                                                scheduler=state.scheduler, generator=state.generator,
+                                                scaler=state.scaler)
         if saved is not None:
             self.context.reporter.resumed(saved["epoch"])
             state.first_epoch, state.step = saved["epoch"] + 1, saved["step"]
             state.scores = saved["extra"].get("scores", {})
             state.best = saved["extra"].get("best", {})
+            state.best_test = saved["extra"].get("best_test", {})
 
     def after_epoch(self, state: TrainState) -> None:
         self.context.checkpoint.save(epoch=state.epoch, step=state.step, model=state.model,
                                      optimizer=state.optimizer, scheduler=state.scheduler,
-                                     generator=state.generator, extra={"scores": state.scores, "best": state.best})
+                                     generator=state.generator,
+                                     extra={"scores": state.scores, "best": state.best, "best_test": state.best_test},
+                                     scaler=state.scaler)
 
 
 def standard_hooks(context: RunContext, unit: str = "ex", primary: Optional[str] = None,
@@ -386,6 +422,7 @@ def standard_hooks(context: RunContext, unit: str = "ex", primary: Optional[str]
     whose validation score picks the best epoch; ``keep_best_weights``: see BestValidation)."""
     return [EstimatorProgress(), Timing(context), Divergence(), ProgressBar(context.quiet, unit), SignInputs(),
             WeightFlips(), GradientStability(), BestValidation(primary, higher_is_better, keep_best_weights),
+            BestTest(primary, higher_is_better),
             Curves(context), KeptStates(context), Checkpointing(context)]
 
 
@@ -426,15 +463,28 @@ def evaluation_loader(dataset, **loader_options) -> torch.utils.data.DataLoader:
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler,
-                   max_grad_norm: Optional[float] = None) -> float:
-    """Backward, optional gradient clipping, optimizer and LR-schedule step; the loss value."""
+                   max_grad_norm: Optional[float] = None, scaler: Optional[torch.amp.GradScaler] = None) -> float:
+    """Backward, optional gradient clipping, optimizer and LR-schedule step; the loss value.
+
+    With fp16's gradient ``scaler``: the scaled loss's backward, the gradients unscaled before
+    they are clipped, and the optimizer step skipped by the scaler when a gradient is inf/NaN (it
+    lowers its scale); the LR schedule steps anyway, as it counts iterations."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
     if max_grad_norm is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    scheduler.step()
+    if scaler is None:
+        optimizer.step()
+        scheduler.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+        with warnings.catch_warnings():  # a skipped first step: torch warns that the schedule stepped first
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            scheduler.step()
     return loss.item()
 
 
@@ -459,10 +509,18 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     the test split is scored once training is over, on the last weights and on the best epoch's
     (kept in memory), so it is never looked at to train or to choose. Without one, every epoch is
     scored on the test split, as the papers do.
+
+    ``config.precision``: the train step (forward and loss) under ``torch.autocast`` with bf16 or
+    fp16 and the backward outside it, fp16 with a gradient scaler (:class:`MixedPrecision`); the
+    scores are taken outside autocast, in fp32, so they compare across precisions.
+    ``config.channels_last``: the model and the 4-D batches in channels_last memory format.
     """
     epochs = config.epochs if epochs is None else epochs
+    if config.channels_last:  # before DDP and the optimizer: parameters, their gradients and state alike
+        model = model.to(memory_format=torch.channels_last)
+    precision = MixedPrecision(config.precision, context.device)
     plain_model, model = model, distributed.wrap(model, context.device)
-    optimizer = build_optimizer(config, model.parameters())
+    optimizer = build_optimizer(config, model)
     total_steps = epochs * len(train_loader)
     scheduler = build_scheduler(config, optimizer, total_steps,
                                 warmup_steps=math.ceil(config.warmup_epochs * len(train_loader)))
@@ -470,8 +528,9 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     timing = next(h for h in hooks if isinstance(h, Timing))
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs, total_steps=total_steps,
                        label=label, generator=getattr(train_loader, "generator", None),
-                       steps_per_epoch=len(train_loader))
+                       steps_per_epoch=len(train_loader), scaler=precision.scaler)
     _call(hooks, "before_train", state)
+    precision.start()
     for epoch in range(state.first_epoch, epochs + 1):
         state.epoch = epoch
         if hasattr(train_loader.sampler, "set_epoch"):
@@ -479,12 +538,17 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
         _call(hooks, "before_epoch", state)
         model.train()
         loss_sum, state.seen, sums = 0.0, 0, {}
+        skipped_before = precision.skipped_steps
         state.epoch_started = time.perf_counter()
         for batch in train_loader:
             batch = to_device(batch, context.device)
+            if config.channels_last:
+                batch = channels_last(batch)
             _call(hooks, "before_step", state)
-            out = train_step(model, batch)
-            state.loss = optimizer_step(out.loss, optimizer, scheduler, max_grad_norm)
+            with precision.autocast():  # the forward and the loss; the backward outside
+                out = train_step(model, batch)
+            state.loss = optimizer_step(out.loss, optimizer, scheduler, max_grad_norm, precision.scaler)
+            precision.skipped()
             state.step += 1
             state.seen += out.batch_size
             loss_sum += state.loss * out.batch_size
@@ -493,6 +557,9 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
             _call(hooks, "after_step", state)
         seen = max(state.seen, 1)
         state.train_values = {"train_loss": loss_sum / seen, **{name: total / seen for name, total in sums.items()}}
+        if precision.scaler is not None:  # fp16: the steps the scaler skipped this epoch, and its scale after it
+            state.train_values.update(amp_skipped_steps=float(precision.skipped_steps - skipped_before),
+                                      amp_scale=precision.scaler.get_scale())
         scores = validate(plain_model) if validate is not None else None
         if scores is None:
             scores = evaluate(plain_model)
@@ -508,12 +575,24 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
 
 def run_task(task, config, context: RunContext) -> TaskResult:
     """One run of a family that supplies load_data / build_model / train_step / evaluate."""
+    return train_task(task, config, context)[1]
+
+
+def train_task(task, config, context: RunContext, label: Optional[str] = None) -> tuple[torch.nn.Module, TaskResult]:
+    """:func:`run_task`, also returning the trained model (a two-step run's step 1 is one).
+
+    ``config.init`` is loaded into the full-precision model right after ``build_model``
+    (:mod:`bench.initialization`); the record (the run's ``scope``) keeps it under ``"init"``,
+    and whatever the family's ``prepare`` put in ``data.record`` (classification: its teacher)."""
+    from bench import initialization
+
     seed_everything(config.seed)
     data = task.load_data(config)
     model = task.build_model(config, data)
+    start = initialization.initialize(task, config, model, context)
     task.prepare(config, data, model, context)
     estimator = estimators.build(config.estimator, **config.estimator_hparams)
-    record = task.binarize(model, estimator, config)
+    record = {**task.binarize(model, estimator, config), "init": start, **(getattr(data, "record", None) or {})}
     model.to(context.device)
     args, kwargs = task.example_inputs(config, data)
     cost = count_cost(model, *to_device(args, context.device), **to_device(kwargs, context.device))
@@ -523,8 +602,8 @@ def run_task(task, config, context: RunContext) -> TaskResult:
     primary = task.metric_specs(config.dataset)[0]
     result = fit(model, config, data.train, lambda m, batch: task.train_step(m, batch, data),
                  lambda m: task.evaluate(m, data, context.device), context,
-                 f"{config.estimator} {config.dataset}", max_grad_norm=task.max_grad_norm,
+                 label or f"{config.estimator} {config.dataset}", max_grad_norm=task.max_grad_norm,
                  unit=task.throughput_unit, primary=primary.key, higher_is_better=primary.higher_is_better,
                  validate=lambda m: task.validate(m, data, context.device))
-    return TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
-                      peak_memory_mb=result.peak_memory_mb, **cost_fields)
+    return model, TaskResult(metrics=result.scores, scope=record, train_step_ms=result.train_step_ms,
+                             peak_memory_mb=result.peak_memory_mb, **cost_fields)

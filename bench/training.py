@@ -10,12 +10,15 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
+import estimators
 from bench.errors import Diverged
+from bench.precision import configure_cudnn
+from bench.validation import parse_milestones
 
 
 def seed_everything(seed: int) -> None:
@@ -25,40 +28,72 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(requested: Optional[str] = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The run's device (``requested``, else CUDA when present); on CUDA the cuDNN flags are set
+    here, in one place for every run (:func:`configure_cudnn`)."""
+    device = torch.device(requested) if requested else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        configure_cudnn()
+    return device
 
 
-def build_optimizer(config, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, nesterov=False)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+def parameter_groups(config, model: torch.nn.Module) -> list[dict]:
+    """The optimizer's parameter groups: one with the config's weight decay on every trainable
+    parameter (``weight_decay_on="all"``), or decay on conv kernels only, none on the rest: BN,
+    biases, the classifier, learnable thresholds and weight scales (``"conv"``: Bi-Real Net's and
+    ReActNet's ``train.py`` decay their 4-D conv weights). A conv kernel is the ``weight`` of a conv
+    layer, binarized or not, or SURGE's ``aux_weight`` on one. The parameters keep their order."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.weight_decay_on == "all":
+        return [{"params": params, "weight_decay": config.weight_decay}]
+    kernels = {id(getattr(m, name)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+               for name in ("weight", "aux_weight") if getattr(m, name, None) is not None}
+    decayed = [p for p in params if id(p) in kernels]
+    rest = [p for p in params if id(p) not in kernels]
+    return [group for group in ({"params": decayed, "weight_decay": config.weight_decay},
+                                {"params": rest, "weight_decay": 0.0}) if group["params"]]
+
+
+def build_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The config's optimizer over ``model``'s parameter groups; with ``weight_clip="update"`` each
+    step is followed by clamping the binarized layers' latent weights to [-1, 1] (BinaryNet)."""
+    groups = parameter_groups(config, model)
+    if config.optimizer in ("sgd", "sgd_nesterov"):
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                                                           nesterov=config.optimizer == "sgd_nesterov")
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=config.lr)
+    elif config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    if config.weight_clip == "update":
+        optimizer.register_step_post_hook(lambda *_: estimators.clip_latent_weights(model))
+    return optimizer
+
+
+def lr_factor(config, step: int, total_steps: int, warmup_steps: int = 0) -> float:
+    """The LR multiplier at ``step``: a linear warm-up from ``warmup_start`` to 1, then cosine or
+    linear decay to 0, x0.1 after each of the ``milestones`` (schedule ``step``), or constant."""
+    total_steps = max(total_steps, 1)
+    if warmup_steps and step < warmup_steps:
+        start = config.warmup_start
+        return start + (1 - start) * (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    done = min(max(step - warmup_steps, 0) / span, 1.0)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * done))
+    if config.schedule == "linear":
+        return 1.0 - done
+    if config.schedule == "step":
+        return 0.1 ** sum(step >= round(m * total_steps) for m in parse_milestones(config.milestones))
+    return 1.0
 
 
 def build_scheduler(config, optimizer: torch.optim.Optimizer, total_steps: int,
                     warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LR factor: linear warm-up, then cosine / linear decay to 0, or constant."""
-    total_steps = max(total_steps, 1)
-
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(total_steps - warmup_steps, 1)
-        done = min(max(step - warmup_steps, 0) / span, 1.0)
-        if config.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * done))
-        if config.schedule == "linear":
-            return 1.0 - done
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """Per-step LR factor (:func:`lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step, total_steps,
+                                                                              warmup_steps))
 
 
 def check_finite(value: float, what: str, step: int) -> None:

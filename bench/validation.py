@@ -26,8 +26,15 @@ from typing import Any, Iterable, Optional
 
 from bench.errors import UserError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "linear", "constant")
+OPTIMIZERS = ("sgd", "sgd_nesterov", "adam", "adamw")
+SCHEDULES = ("cosine", "linear", "constant", "step")
+#: the parameters weight decay applies to: all, or conv kernels only (4-D weights; Bi-Real Net's and
+#: ReActNet's ``train.py``)
+WEIGHT_DECAY_ON = ("all", "conv")
+#: autocast dtypes of the training forward (fp16 with a gradient scaler)
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: the named values of ``init``; anything else is a state-dict file
+INITS = ("scratch", "two_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +92,63 @@ def _weight_grads() -> tuple[str, ...]:
     return WEIGHT_GRADS
 
 
+def field_choices() -> dict[str, str]:
+    """The values of each RunConfig field ``--set`` takes, for ``bench run --help`` and ``bench list
+    options`` (one place: the same constants the checks use)."""
+    from estimators.blocks import BLOCKS
+    from estimators.layers import PAD_VALUES, WEIGHT_BALANCES, WEIGHT_CLIPS, WEIGHT_GRADS, WEIGHT_SCALES
+
+    def one_of(values) -> str:
+        return "|".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    return {
+        "block": one_of(BLOCKS), "scope": "bench list scopes", "weight_scale": one_of(WEIGHT_SCALES),
+        "weight_grad": one_of(WEIGHT_GRADS), "weight_balance": one_of(WEIGHT_BALANCES),
+        "weight_clip": one_of(WEIGHT_CLIPS), "pad_value": one_of(PAD_VALUES), "binary_weights": "true|false",
+        "weight_decay_on": one_of(WEIGHT_DECAY_ON), "init": one_of(INITS) + "|FILE", "precision": one_of(PRECISIONS),
+        "channels_last": "true|false", "optimizer": one_of(OPTIMIZERS), "schedule": one_of(SCHEDULES),
+        "milestones": "fractions, e.g. 0.3,0.6,0.9 (schedule step)", "warmup_start": "a factor in [0, 1)",
+        "epochs": "N", "batch_size": "N", "lr": "x", "momentum": "x", "weight_decay": "x", "warmup_epochs": "x",
+        "train_subset": "N|none", "eval_subset": "N|none",
+    }
+
+
+def parse_milestones(text: str) -> list[float]:
+    """``"0.3,0.6,0.9"`` -> [0.3, 0.6, 0.9]: increasing fractions of training in (0, 1)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 < v < 1 for v in values) or values != sorted(set(values)):
+        raise UserError(f"milestones must be increasing fractions of training in (0, 1), comma-separated "
+                        f"(e.g. 0.3,0.6,0.9), got {text!r}")
+    return values
+
+
+def _check_binarization(config) -> None:
+    from estimators.layers import PAD_VALUES, WEIGHT_BALANCES, WEIGHT_CLIPS
+
+    OneOf(_weight_scales()).check("weight_scale", config.weight_scale)
+    OneOf(_weight_grads()).check("weight_grad", config.weight_grad)
+    OneOf(WEIGHT_BALANCES).check("weight_balance", config.weight_balance)
+    OneOf(WEIGHT_CLIPS).check("weight_clip", config.weight_clip)
+    OneOf(PAD_VALUES).check("pad_value", config.pad_value)
+    OneOf((True, False)).check("binary_weights", config.binary_weights)
+    if not config.binary_weights and config.weight_scale == "learnable":
+        raise UserError("weight_scale learnable scales binary weights: with binary_weights false it would be a "
+                        "parameter nothing uses; choose another weight_scale")
+    OneOf(WEIGHT_DECAY_ON).check("weight_decay_on", config.weight_decay_on)
+    OneOf(PRECISIONS).check("precision", config.precision)
+    OneOf((True, False)).check("channels_last", config.channels_last)
+    Range(0, 1, high_open=True).check("warmup_start", config.warmup_start)
+    if config.schedule == "step":
+        parse_milestones(config.milestones)
+    elif config.milestones:
+        raise UserError(f"milestones apply to schedule step only; the schedule is {config.schedule!r}")
+    if config.init not in INITS and not Path(config.init).expanduser().is_file():
+        raise UserError(f"init {config.init!r} is neither {' nor '.join(INITS)} nor a state-dict file that exists")
+
+
 #: the rules of the RunConfig fields (scope is checked against the task's scopes)
 FIELD_RULES: dict[str, Any] = {
     "seed": Range(0, 2**32 - 1, integer=True),  # NumPy seeds are 32-bit
@@ -107,8 +171,10 @@ def check_values(config, task) -> None:
 
     for name, rule in FIELD_RULES.items():
         rule.check(name, getattr(config, name))
-    OneOf(_weight_scales()).check("weight_scale", config.weight_scale)
-    OneOf(_weight_grads()).check("weight_grad", config.weight_grad)
+    _check_binarization(config)
+    if config.init != "scratch" and not task.supports_init:
+        raise UserError(f"task {task.name} does not start from init={config.init!r}: it has its own starting "
+                        f"points (see its options); leave init=scratch")
     if task.blocks:
         OneOf(tuple(task.blocks)).check(f"block for task {task.name}", config.block)
     elif config.block is not None:
@@ -174,7 +240,10 @@ def writable_folder(path: str, what: str) -> str:
 def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> Optional[str]:
     """What a batch of built configs will use beyond their values, before any row exists or
     any worker starts; returns the checkpoint folder as an absolute path (None: none)."""
+    import torch
+
     from bench.plugins import get_task
+    from bench.precision import check_precision
     from estimators.fused import fused_enabled
 
     check_device(device)
@@ -183,11 +252,21 @@ def check_runs(configs: Iterable, device: Optional[str] = None, checkpoint_dir: 
     except ValueError as exc:
         raise UserError(str(exc)) from None
     folder = writable_folder(checkpoint_dir, "checkpoint folder") if checkpoint_dir is not None else None
+    # the device the runs will get (bench.training.pick_device without its side effects)
+    run_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     checked_sources: set[str] = set()
     for config in configs:
         task = get_task(config.task)
-        source = json.dumps([config.task, config.dataset, config.data_root, config.model, config.options],
-                            sort_keys=True, default=str)
+        try:
+            check_precision(config.precision, run_device)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if not task.trains_with_precision() and (config.precision != "fp32" or config.channels_last):
+            raise UserError(f"task {task.name} trains with a loop of its own, which does not apply precision "
+                            f"or channels_last yet; leave them at precision=fp32 and channels_last=false")
+        # init is in the source: each file a sweep starts from is checked before the first run
+        source = json.dumps([config.task, config.dataset, config.data_root, config.model, config.options,
+                             config.init], sort_keys=True, default=str)
         if source not in checked_sources:  # the data check reads files: once per source
             task.check(config)
             checked_sources.add(source)

@@ -14,7 +14,14 @@ Fairness: every model is built from the same seed and trained on the same fixed
 random batch; the estimators are interleaved round-robin over several rounds (the
 starting estimator rotates each round), so drifting machine load hits all of them
 alike; the reported time is the median over all timed steps of all rounds. On CUDA
-every step is synchronized.
+every step is synchronized (before the clock starts and after the step), cuDNN runs with
+the harness's flags (``bench.precision.configure_cudnn``: benchmark on, so the first,
+untimed warm-up step of each estimator autotunes its convolutions).
+
+Precision (``--precision``, as a run's ``precision``): fp32, or the forward and the loss
+under ``torch.autocast`` with bf16 or fp16, the backward outside it, fp16 with a
+``torch.amp.GradScaler`` (each estimator its own; its scale, unscale check and update are
+part of the step). ``--channels-last`` puts the model and the batch in channels_last.
 
 Memory:
     cuda  torch.cuda.max_memory_allocated over one step after reset_peak_memory_stats
@@ -36,6 +43,7 @@ Usage (from the repository root)::
     python benchmarks/estimator_cost.py --batch-size 64 --steps 2 --warmup 1 --rounds 3 --threads 1 \
         --out reports/estimator_cost.md
     python -m benchmarks.estimator_cost --estimators clipped_ste,surge,surge:shared_aux=true
+    python benchmarks/estimator_cost.py --device cuda --precision bf16 --channels-last --estimators clipped_ste,surge
 
 An estimator spec is ``name`` or ``name:key=value[:key=value...]`` (hyperparameters
 as ``estimators.build`` reads them from the command line).
@@ -68,6 +76,7 @@ import estimators  # noqa: E402
 from bench.options import parse_into  # noqa: E402
 from benchmarks.output import publish  # noqa: E402
 from estimators.base import ElementwiseEstimator  # noqa: E402
+from bench.precision import MixedPrecision, check_precision, configure_cudnn  # noqa: E402
 from estimators.fused import fused_enabled  # noqa: E402
 from tasks.classification.models import MODELS  # noqa: E402
 
@@ -116,6 +125,9 @@ def build_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="comma list of specs name[:key=value...] (default: all registered + %s)"
                         % ", ".join(EXTRA_VARIANTS))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="fp32, or the forward under autocast with bf16 / fp16 (fp16 with a GradScaler)")
+    p.add_argument("--channels-last", action="store_true", help="model and batch in channels_last memory format")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.01)
@@ -126,6 +138,10 @@ def build_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
+    try:
+        check_precision(args.precision, torch.device(args.device))
+    except ValueError as exc:
+        p.error(str(exc))
     for name in ("batch_size", "image_size", "steps", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -154,6 +170,7 @@ class Run:
     static_bytes: Optional[int] = None
     saved_bytes: Optional[int] = None
     binarized_layers: int = 0
+    precision: Optional[MixedPrecision] = None
 
     @property
     def kind(self) -> str:
@@ -179,17 +196,27 @@ def make_run(spec: str, args: argparse.Namespace, device: torch.device) -> Run:
     model = MODELS.get(MODEL)(num_classes=10)
     record = estimators.binarize_model(model, estimator, scope="standard")
     model.to(device).train()
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9)
     total = args.warmup + (args.rounds - 1) * args.round_warmup + args.rounds * args.steps + 1
-    return Run(spec, estimator, model, optimizer, total, binarized_layers=len(record.binarized))
+    return Run(spec, estimator, model, optimizer, total, binarized_layers=len(record.binarized),
+               precision=MixedPrecision(args.precision, device))
 
 
 def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> None:
     estimators.set_progress(run.model, min(1.0, run.steps_done / max(1, run.total_steps - 1)))
-    loss = F.cross_entropy(run.model(x), y)
-    loss.backward()
-    run.optimizer.step()
+    precision = run.precision or MixedPrecision("fp32", x.device)
+    with precision.autocast():
+        loss = F.cross_entropy(run.model(x), y)
+    if precision.scaler is None:
+        loss.backward()
+        run.optimizer.step()
+    else:
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(run.optimizer)
+        precision.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     run.steps_done += 1
 
@@ -365,10 +392,16 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], device: torch.devic
         "bytes allocated by PyTorch's CPU allocator during the step and still alive (torch.profiler "
         "profile_memory allocation events); excludes oneDNN/OS memory outside that allocator"
     )
+    numerics = f"precision: {meta['precision']}" + (" | channels_last" if meta["channels_last"] else "")
+    if device.type == "cuda":
+        numerics += f" | cudnn.benchmark: {meta['cudnn_benchmark']} | cudnn {meta['cudnn']}"
+    autocast = ("" if meta["precision"] == "fp32" else
+                f" Forward and loss under torch.autocast({meta['precision']}), backward outside"
+                + (", with a GradScaler (scale, unscale check, update)." if meta["precision"] == "fp16" else "."))
     lines = [
         f"## Estimator training-step cost: {MODEL}, scope=standard",
         "",
-        f"device: {meta['device']} | torch {meta['torch']} | threads: {meta['threads']} | "
+        f"device: {meta['device']} | {numerics} | torch {meta['torch']} | threads: {meta['threads']} | "
         f"surrogate backward: {meta['backward']} | "
         f"batch size: {meta['batch_size']} | image: {meta['image_size']}x{meta['image_size']} | "
         f"{meta['rounds']} rounds x {meta['steps']} timed steps per estimator, interleaved round-robin "
@@ -378,7 +411,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], device: torch.devic
         f"ms/step = median over all {meta['rounds'] * meta['steps']} timed steps (IQR = p25-p75); "
         f"img/s = batch size / median step time; "
         f"x ref = ratio to {REFERENCE}; paired = min-max over rounds of (round median / {REFERENCE}'s "
-        f"round median).",
+        f"round median).{autocast}",
         f"Memory: {mem_note}. saved = activation bytes saved for backward (saved_tensors_hooks, distinct "
         f"storages, parameters excluded). params = trainable parameters (SURGE adds aux_weight).",
         "",
@@ -413,10 +446,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda":
+        configure_cudnn()
 
     runs = [make_run(spec, args, device) for spec in args.specs]
     gen = torch.Generator().manual_seed(args.seed + 1)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen).to(device)
+    if args.channels_last:
+        x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,), generator=gen).to(device)
 
     started = time.perf_counter()
@@ -437,6 +474,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = [evaluate(run, ref, args.batch_size) for run in runs]
     meta = {
         "model": MODEL, "scope": "standard", "device": device_name(device), "torch": torch.__version__,
+        "precision": args.precision, "channels_last": args.channels_last,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn": torch.backends.cudnn.version(),
         "threads": torch.get_num_threads(),
         "backward": "fused (torch.compile)" if fused_enabled() else "op by op (BENCH_FUSED_BACKWARD=0)",
         "batch_size": args.batch_size, "image_size": args.image_size,

@@ -7,6 +7,7 @@ Public API::
     estimators.binarize_model(model, est, scope="standard")  -> BinarizationRecord
     estimators.set_progress(model, p)           # p in [0, 1], for scheduled estimators
     estimators.strip_auxiliary(model)           # drop SURGE's aux params for export
+    estimators.clip_latent_weights(model)       # weight_clip="update": after each optimizer step
 
 Each estimator lives in its own module; importing this package registers them all.
 """
@@ -17,7 +18,9 @@ import typing
 from typing import Any
 
 from estimators.base import ElementwiseEstimator, Estimator, binary_sign, sign_with_surrogate_grad
-from estimators.layers import BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers
+from estimators.layers import (
+    BinarizationOptions, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers, clip_latent_weights,
+)
 from estimators.patching import (
     SCOPES,
     BinarizationRecord,
@@ -37,7 +40,7 @@ __all__ = [
     "available", "build", "hparam_names", "binarize_model", "set_progress", "strip_auxiliary",
     "auxiliary_lambdas", "mean_auxiliary_lambda", "BinarizationRecord", "BinaryConv2d", "BinaryLinear", "BinaryEmbedding", "BinaryLayer",
     "Estimator", "ElementwiseEstimator", "binary_sign", "sign_with_surrogate_grad",
-    "binary_layers", "SCOPES", "ESTIMATORS",
+    "binary_layers", "SCOPES", "ESTIMATORS", "BinarizationOptions", "clip_latent_weights",
 ]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 import torch
 from torch import Tensor
 
-from estimators.fused import Derivative, SurrogateBackward, constant_tensors, surrogate_backward
+from estimators.fused import Derivative, SurrogateBackward, compute_dtype, constant_tensors, surrogate_backward
 
 if TYPE_CHECKING:  # pragma: no cover
     from estimators.layers import BinaryLayer
@@ -35,11 +35,16 @@ def binary_sign(x: Tensor) -> Tensor:
 
 
 class _SignWithSurrogateGrad(torch.autograd.Function):
-    """Forward: binary_sign(x). Backward: grad_fn(x, g), or g itself for grad_fn None."""
+    """Forward: binary_sign(x). Backward: grad_fn(x, g), or g itself for grad_fn None.
+
+    Under autocast: no op here is autocast (the forward keeps x's dtype, so the +-1 output is bf16
+    where x is, e.g. a conv's output, and fp32 for a latent weight), and the backward, which runs
+    outside autocast, returns the gradient in x's dtype (the surrogate of a half-precision x is
+    computed in float32 and rounded once, estimators.fused)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, grad_fn: GradFn) -> Tensor:
-        ctx.grad_fn = grad_fn
+        ctx.grad_fn, ctx.x_dtype = grad_fn, x.dtype
         if grad_fn is not None:
             ctx.save_for_backward(x)
         return binary_sign(x)
@@ -47,7 +52,7 @@ class _SignWithSurrogateGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.grad_fn is None:
-            return grad, None
+            return grad.to(ctx.x_dtype), None
         (x,) = ctx.saved_tensors
         return ctx.grad_fn(x, grad), None
 
@@ -131,7 +136,8 @@ class ElementwiseEstimator(Estimator):
         derivative = type(self).derivative
         if derivative is None:
             return x.new_ones(x.shape)
-        return derivative(x, *constant_tensors(self.constants(), x.device))
+        values = constant_tensors(self.constants(), x.device)
+        return derivative(x.to(compute_dtype(x.dtype)), *values).to(x.dtype)  # half precision: in float32
 
     def activation_grad_fn(self) -> GradFn:
         derivative = type(self).derivative
@@ -147,9 +153,7 @@ class ElementwiseEstimator(Estimator):
         return sign_with_surrogate_grad(w, None if identity else self.weight_grad_fn())
 
     def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
-        x_binary = self.binarize_activation(x)
-        w_binary = layer.binary_weight() * layer.weight_scale()
-        return layer.functional(x_binary, w_binary, layer.bias)
+        return layer.functional(self.binarize_activation(x), layer.effective_weight(), layer.bias)
 
 
 def check_positive(estimator: Estimator, *names: str) -> None:

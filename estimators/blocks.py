@@ -11,6 +11,10 @@ estimators' papers, and the pieces they are built from (models in ``tasks/`` use
     irnet     Hardtanh after every addition, so sign sees |x| <= 1 only (IR-Net, Qin et al.
               CVPR 2020, arXiv:1909.10788, ``CIFAR-10/ResNet20/1w1a/resnet.py``). Every
               estimator's backward is then cut to |x| <= 1: ``ste`` equals ``clipped_ste``.
+    recu      irnet, with each sample's sign input divided by its standard deviation while
+              training, a / sqrt(var(a) + 1e-5) over (C, H, W), so |x| can exceed 1 again (ReCU,
+              Xu et al. ICCV 2021, arXiv:2103.12369, ``cifar/modules/binarized_modules.py``);
+              its ResNet-20 downsamples by average pooling and zero channels
 
 The full-precision reference (estimator ``fp32``) of a bireal or reactnet block would have no
 nonlinearity where sign is (a bireal network without sign is linear up to BN), so a conv that
@@ -25,7 +29,11 @@ from torch import Tensor, nn
 
 from estimators.layers import BinaryLayer
 
-BLOCKS = ("bireal", "reactnet", "irnet")
+BLOCKS = ("bireal", "reactnet", "irnet", "recu")
+
+
+#: the blocks with Hardtanh after every addition
+HARDTANH_BLOCKS = ("irnet", "recu")
 
 
 def check_block(block: str) -> None:
@@ -43,22 +51,36 @@ def real_activation(block: str) -> nn.Module:
     """The full-precision stand-in for sign: ReLU in the sign-only blocks; nothing for irnet,
     whose Hardtanh already is the network's nonlinearity."""
     check_block(block)
-    return nn.Identity() if block == "irnet" else nn.ReLU()
+    return nn.Identity() if block in HARDTANH_BLOCKS else nn.ReLU()
 
 
 def post_activation(block: str, channels: int) -> nn.Module:
     """What follows BN (in a ResNet: the residual addition): Hardtanh (irnet), RPReLU (reactnet),
     nothing (bireal)."""
     check_block(block)
-    if block == "irnet":
+    if block in HARDTANH_BLOCKS:
         return nn.Hardtanh()
     return RPReLU(channels) if block == "reactnet" else nn.Identity()
 
 
 def before_sign(block: str, channels: int) -> nn.Module:
-    """ReActNet's learnable threshold before sign (RSign); nothing in the other blocks."""
+    """ReActNet's learnable threshold before sign (RSign), ReCU's per-sample normalisation;
+    nothing in the other blocks."""
     check_block(block)
+    if block == "recu":
+        return SampleNormalize()
     return LearnableBias(channels) if block == "reactnet" else nn.Identity()
+
+
+class SampleNormalize(nn.Module):
+    """In training, each sample divided by its standard deviation over all other dimensions,
+    a / sqrt(var(a) + 1e-5) (unbiased variance, as ``a.var([1, 2, 3])``); the identity in eval
+    (ReCU's ``BinarizeConv2d.forward``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        return x / torch.sqrt(x.var(dim=tuple(range(1, x.dim())), keepdim=True) + 1e-5)
 
 
 class LearnableBias(nn.Module):

@@ -12,8 +12,12 @@ the result once: one C++/OpenMP kernel on CPU, one Triton kernel on CUDA.
   tensors (float32 on MPS) on x's device, never as Python numbers: torch.compile would bake a number into the
   kernel and recompile whenever a schedule moves it. Write derivatives with tensor operations
   on them (``x * t``, ``x.abs().le_(c)``, ``torch.where(m, c, y)``); the results keep x's dtype.
-* Shapes are dynamic and contiguous tensors are passed flat, so one compiled kernel serves every
-  layer of a model.
+* Shapes are dynamic and dense tensors (contiguous, or channels_last like their gradient) are
+  passed flat, so one compiled kernel serves every layer of a model in either memory format.
+* Half-precision tensors (bf16 / fp16, under autocast) are computed in float32 and rounded to their
+  dtype once, op by op as in the kernel (inductor computes half-precision elementwise code in
+  float32 anyway): no constant or intermediate is rounded to half precision, the fused and the
+  op-by-op results agree to the dtype's rounding, and the gradient keeps x's dtype.
 * The compiled code lands in inductor's on-disk cache ($TORCHINDUCTOR_CACHE_DIR, default
   /tmp/torchinductor_$USER): a process pays the compile once per machine, later ones load it.
 * The fused kernel agrees with the op-by-op chain to a few ulps (transcendental functions and
@@ -89,17 +93,50 @@ def surrogate_backward(derivative: Derivative, constants: tuple) -> SurrogateBac
     """
     if not fused_enabled():
         return functools.partial(_op_by_op, derivative, constants)
-    return functools.partial(_fused, _compiled(derivative), constants)
+    return functools.partial(_fused, derivative, constants)
+
+
+#: dtypes whose derivative is computed in float32 and rounded back once
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a derivative is evaluated in for inputs of ``dtype``: float32 for half precision."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
+def times_grad(derivative: Derivative, x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
+    """``grad * derivative(x, *constants)`` as a fresh tensor of x's dtype (half precision
+    computed in float32)."""
+    if x.dtype in HALF_DTYPES:
+        return derivative(x.float(), *constants).mul_(grad).to(x.dtype)
+    return derivative(x, *constants).mul_(grad)
 
 
 def _op_by_op(derivative: Derivative, constants: tuple, x: Tensor, grad: Tensor) -> Tensor:
-    return derivative(x, *constant_tensors(constants, x.device)).mul_(grad)  # a fresh tensor
+    return times_grad(derivative, x, grad, *constant_tensors(constants, x.device))  # a fresh tensor
 
 
-def _fused(kernel: Callable, constants: tuple, x: Tensor, grad: Tensor) -> Tensor:
+def _dense_format(t: Tensor) -> Optional[torch.memory_format]:
+    """The memory format in which ``t`` is dense (its elements one block of its storage, in that
+    format's order): contiguous or channels_last; None for other strides."""
+    if t.is_contiguous():
+        return torch.contiguous_format
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return None
+
+
+def _fused(derivative: Derivative, constants: tuple, x: Tensor, grad: Tensor) -> Tensor:
+    kernel = _compiled(derivative, x.dtype, grad.dtype, x.device.type)
     values = constant_tensors(constants, x.device)
-    if x.is_contiguous() and grad.is_contiguous():
+    dense = _dense_format(x)
+    if dense is torch.contiguous_format and grad.is_contiguous():
         return kernel(_flat(x), _flat(grad), *values).view(x.shape)
+    if dense is torch.channels_last and grad.shape == x.shape:
+        # the same flat kernel over the storage order; a gradient in the other format is copied to x's
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        return kernel(_flat(x), _flat(grad), *values).as_strided(x.shape, x.stride())
     return kernel(x.detach(), grad.detach(), *values)
 
 
@@ -122,18 +159,21 @@ def _import_compiler_quietly() -> None:
 
 
 @functools.cache
-def _compiled(derivative: Derivative) -> Callable:
+def _compiled(derivative: Derivative, x_dtype: torch.dtype, grad_dtype: torch.dtype, device_type: str) -> Callable:
     _import_compiler_quietly()
 
-    def times_grad(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
-        return derivative(x, *constants).mul_(grad)
+    def fused_times_grad(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
+        return times_grad(derivative, x, grad, *constants)
 
     # torch.compile keeps its compiled graphs (and its recompile limit) per code object: each
-    # derivative gets a code object of its own, named after it in compile logs and profiles.
-    name = f"{derivative.__qualname__.replace('.', '_')}_times_grad"
-    times_grad.__code__ = times_grad.__code__.replace(co_name=name)
-    times_grad.__name__ = times_grad.__qualname__ = name
-    compiled = torch.compile(times_grad, dynamic=True, fullgraph=True)
+    # derivative, input dtypes and device get a code object of their own, named after them in
+    # compile logs and profiles, so one process's fp32, bf16 and fp16 layers (and a float64 test)
+    # never share, and never exhaust, one recompile budget.
+    dtypes = f"{str(x_dtype).removeprefix('torch.')}_{str(grad_dtype).removeprefix('torch.')}_{device_type}"
+    name = f"{derivative.__qualname__.replace('.', '_')}_times_grad_{dtypes}"
+    fused_times_grad.__code__ = fused_times_grad.__code__.replace(co_name=name)
+    fused_times_grad.__name__ = fused_times_grad.__qualname__ = name
+    compiled = torch.compile(fused_times_grad, dynamic=True, fullgraph=True)
     op_by_op = False
 
     def kernel(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
@@ -149,14 +189,14 @@ def _compiled(derivative: Derivative) -> Callable:
     def call(x: Tensor, grad: Tensor, *constants: Tensor) -> Tensor:
         nonlocal op_by_op
         if op_by_op:
-            return times_grad(x, grad, *constants)
+            return fused_times_grad(x, grad, *constants)
         try:
             return compiled(x, grad, *constants)
         except torch._dynamo.exc.FailOnRecompileLimitHit:
             warnings.warn(f"{name}: torch.compile reached its recompile limit "
                           f"(torch._dynamo.config.recompile_limit); running it op by op from now on")
             op_by_op = True
-            return times_grad(x, grad, *constants)
+            return fused_times_grad(x, grad, *constants)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             inner = str(error.inner_exception).strip().splitlines()
             raise RuntimeError(

@@ -22,7 +22,7 @@ from torch import nn
 from estimators.registry import Registry
 from estimators.base import Estimator
 from estimators.layers import (
-    WEIGHT_GRADS, WEIGHT_SCALES, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers,
+    BinarizationOptions, BinaryConv2d, BinaryEmbedding, BinaryLayer, BinaryLinear, binary_layers,
 )
 
 SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("scope")
@@ -42,6 +42,8 @@ class BinarizationRecord:
     exclude: list[str]
     binarized: list[str]
     full_precision: dict[str, str]  # qualified name -> reason
+    #: the other binarization options (weight_balance, weight_clip, pad_value, binary_weights)
+    options: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,21 +100,21 @@ def binarize_model(
     weight_scale: str = "channel",
     scopes: Registry = SCOPES,
     weight_grad: str = "surrogate",
+    **options,
 ) -> BinarizationRecord:
     """Replace the model's conv/linear layers in scope by binarized ones, in place.
 
     ``scopes`` is the registry the scope name is looked up in: a task family with its own
     notion of scope (detection's ``backbone``) passes a registry of the same kind of rules.
-    ``weight_grad`` (:data:`estimators.layers.WEIGHT_GRADS`): ``"identity"`` lets every layer's
-    weight gradient pass sign straight through, whatever the estimator's surrogate.
+    ``weight_scale``, ``weight_grad`` and ``options`` (``weight_balance``, ``weight_clip``,
+    ``pad_value``, ``binary_weights``) are the layers' :class:`~estimators.layers.BinarizationOptions`;
+    ``weight_grad="identity"`` lets every layer's weight gradient pass sign straight through,
+    whatever the estimator's surrogate.
     """
     if not isinstance(estimator, Estimator):
         raise ValueError(f"binarize_model needs an estimator object from estimators.build(), got {estimator!r}")
     rule = scopes.get(scope)
-    if weight_scale not in WEIGHT_SCALES:
-        raise ValueError(f"unknown weight_scale {weight_scale!r}; valid choices: {', '.join(WEIGHT_SCALES)}")
-    if weight_grad not in WEIGHT_GRADS:
-        raise ValueError(f"unknown weight_grad {weight_grad!r}; valid choices: {', '.join(WEIGHT_GRADS)}")
+    layer_options = BinarizationOptions(weight_scale=weight_scale, weight_grad=weight_grad, **options)
     if binary_layers(model):
         raise ValueError("model is already binarized; build a fresh model to binarize it again")
     exclude = list(exclude)
@@ -134,8 +136,8 @@ def binarize_model(
     replaced: dict[int, BinaryLayer] = {}
     for _, module in chosen:
         if id(module) not in replaced:
-            replaced[id(module)] = _BINARY_CLASS[type(module)].from_module(module, estimator, weight_scale,
-                                                                                weight_grad)
+            replaced[id(module)] = _BINARY_CLASS[type(module)].from_module(
+                module, estimator, **dataclasses.asdict(layer_options))
     estimator.attach(list(replaced.values()))  # may reject a layer: the model is still untouched
     for name, module in chosen:
         _set_submodule(model, name, replaced[id(module)])
@@ -147,6 +149,8 @@ def binarize_model(
         weight_scale=weight_scale,
         weight_grad=weight_grad,
         exclude=exclude,
+        options={k: v for k, v in dataclasses.asdict(layer_options).items()
+                 if k not in ("weight_scale", "weight_grad")},
         binarized=[n for n, _ in chosen],
         full_precision={**{n: keep[n] for n, _ in candidates if n in keep}, **unpatchable},
     )
@@ -165,6 +169,8 @@ def set_progress(model: nn.Module, p: float) -> None:
         raise ValueError(f"progress p must be in [0, 1], got {p}")
     for estimator in _estimators_of(model):
         estimator.set_progress(p)
+    for _, layer in binary_layers(model):
+        layer.progress = float(p)
 
 
 def strip_auxiliary(model: nn.Module) -> int:

@@ -57,49 +57,57 @@ AGS_TIMINGS = ("exact", "previous")
 _NORM_EPS = 1e-8
 
 
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast would run a conv/matmul in on this device now (None: autocast off)."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
+def _cast(tensor: Optional[Tensor], dtype: Optional[torch.dtype]) -> Optional[Tensor]:
+    return tensor if tensor is None or dtype is None else tensor.to(dtype)
+
+
 class _DualPath(torch.autograd.Function):
+    """The layer's op on (sign(x), w) whose input gradient is SURGE's mix of two paths.
+
+    Inputs: x (the real input), w (the layer's effective binary weight alpha * sign(balance(W)),
+    built by autograd outside, so the gradient returned for it flows on through the scale, the
+    weight surrogate and the balance), w_a (the auxiliary weight, or the latent W itself when
+    shared), bias. Under autocast the op runs in autocast's dtype with autocast off inside
+    (the effect of ``torch.amp.custom_fwd(cast_inputs=...)`` on any device); the backward
+    products run in the upstream gradient's dtype, lambda's norms in float32, and every gradient
+    is returned in its input's dtype.
+    """
+
     @staticmethod
-    def forward(ctx, x, weight, aux_weight, bias, layer, surge):
+    def forward(ctx, x, w, w_a, bias, layer, surge):
         ctx.layer, ctx.surge = layer, surge
-        # the base's surrogate derivatives as of this forward (its schedule may move before backward)
+        # the base's surrogate derivative as of this forward (its schedule may move before backward)
         ctx.x_grad_fn = surge.base_estimator.activation_grad_fn()
-        ctx.w_grad_fn = None if layer.weight_grad == "identity" else surge.base_estimator.weight_grad_fn()
-        ctx.save_for_backward(x, weight, aux_weight)
-        w_binary = binary_sign(weight) * layer.weight_scale()
-        return layer.functional(binary_sign(x), w_binary, bias)
+        ctx.dtypes = (x.dtype, w.dtype, w_a.dtype, None if bias is None else bias.dtype)
+        ctx.save_for_backward(x, w, w_a)
+        dtype = _autocast_dtype(x.device.type)
+        with torch.autocast(x.device.type, enabled=False):
+            return layer.functional(_cast(binary_sign(x), dtype), _cast(w, dtype), _cast(bias, dtype))
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, aux_weight = ctx.saved_tensors
+        x, w, w_a = ctx.saved_tensors
         layer, surge = ctx.layer, ctx.surge
-        shared = aux_weight is None
-        need_x, need_w, need_aux, need_bias = ctx.needs_input_grad[:4]
+        need_x, need_w, need_a, need_bias = ctx.needs_input_grad[:4]
+        dtype = grad_out.dtype
         grad_out = grad_out.contiguous()
-
-        scale = layer.weight_scale()
-        w_binary = binary_sign(weight) * scale
-        grad_x_b, grad_w_b = layer.backward_products(grad_out, binary_sign(x), w_binary, True, need_w)
-        if ctx.x_grad_fn is not None:
-            grad_x_b = ctx.x_grad_fn(x, grad_x_b)
-
-        need_w_a = need_aux or (shared and need_w)
-        grad_x_a, grad_w_a = layer.backward_products(
-            grad_out, x, weight if shared else aux_weight, True, need_w_a
-        )
-        lam = surge.ags_lambda(layer, grad_x_b, grad_x_a)
-
-        grad_x = grad_x_a.mul_(lam).add_(grad_x_b) if need_x else None
-        grad_w = grad_aux = None
-        if need_w:
-            grad_w = grad_w_b.mul_(scale)
-            if ctx.w_grad_fn is not None:
-                grad_w = ctx.w_grad_fn(weight, grad_w)
-            if shared:
-                grad_w.add_(grad_w_a.mul_(lam))
-        if need_aux:
-            grad_aux = grad_w_a.mul_(lam)
-        grad_bias = layer.bias_grad(grad_out) if need_bias else None
-        return grad_x, grad_w, grad_aux, grad_bias, None, None
+        with torch.autocast(x.device.type, enabled=False):
+            grad_x_b, grad_w = layer.backward_products(grad_out, _cast(binary_sign(x), dtype), _cast(w, dtype),
+                                                       True, need_w)
+            if ctx.x_grad_fn is not None:
+                grad_x_b = ctx.x_grad_fn(x, grad_x_b)
+            grad_x_a, grad_w_a = layer.backward_products(grad_out, _cast(x, dtype), _cast(w_a, dtype), True, need_a)
+            lam = surge.ags_lambda(layer, grad_x_b, grad_x_a)
+            grad_x = grad_x_a.mul_(lam).add_(grad_x_b) if need_x else None
+            grad_a = grad_w_a.mul_(lam) if need_a else None
+            grad_bias = layer.bias_grad(grad_out) if need_bias else None
+        grads = tuple(_cast(g, d) for g, d in zip((grad_x, grad_w, grad_a, grad_bias), ctx.dtypes))
+        return (*grads, None, None)
 
 
 @ESTIMATORS.register("surge")
@@ -166,7 +174,7 @@ class SURGE(Estimator):
         if self.fixed_lambda is not None:
             lam = grad_x_b.new_tensor(self.fixed_lambda)
         else:
-            lam = self.eta * grad_x_b.norm() / (grad_x_a.norm() + _NORM_EPS)
+            lam = self.eta * grad_x_b.float().norm() / (grad_x_a.float().norm() + _NORM_EPS)
         previous = layer.last_lambda
         layer.last_lambda = lam.detach()
         if self.ags == "previous" and previous is not None:
@@ -176,4 +184,5 @@ class SURGE(Estimator):
     def layer_forward(self, layer: BinaryLayer, x: Tensor) -> Tensor:
         if not (getattr(layer, "dpgc", False) and layer.training and torch.is_grad_enabled()):
             return self.base_estimator.layer_forward(layer, x)
-        return _DualPath.apply(x, layer.weight, layer.aux_weight, layer.bias, layer, self)
+        w_a = layer.weight if layer.aux_weight is None else layer.aux_weight
+        return _DualPath.apply(x, layer.effective_weight(), w_a, layer.bias, layer, self)

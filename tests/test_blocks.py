@@ -40,7 +40,7 @@ def test_every_model_builds_with_every_block(model, block):
     size = SIZES.get(model, 32)
     assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
     has_hardtanh = any(isinstance(m, nn.Hardtanh) for m in net.modules())
-    assert has_hardtanh == (block == "irnet")
+    assert has_hardtanh == (block in ("irnet", "recu"))
     assert any(isinstance(m, (LearnableBias, RPReLU)) for m in net.modules()) == (block == "reactnet")
 
 
@@ -174,7 +174,8 @@ def test_block_values_are_checked():
         build_config(task="glue", estimator="ste", sets=["block=bireal"])
     with pytest.raises(UserError, match="surrogate, identity"):
         build_config(task="classification", estimator="ste", sets=["weight_grad=none"])
-    assert build_config(task="classification", estimator="ste", preset="paper", dataset="cifar10").block == "irnet"
+    assert build_config(task="classification", estimator="ste", preset="irnet", dataset="cifar10").block == "irnet"
+    assert build_config(task="classification", estimator="ste", preset="paper", dataset="cifar10").block == "recu"
     assert build_config(task="glue", estimator="ste").block is None
 
 
@@ -186,7 +187,10 @@ def test_detection_backbone_blocks():
     from mmdet.registry import MODELS as MMDET
 
     images = torch.randn(1, 3, 64, 64)
-    for block in BLOCKS:
+    from bench.plugins import get_task
+
+    assert get_task("detection").blocks == ("bireal", "reactnet", "irnet")
+    for block in get_task("detection").blocks:
         backbone = MMDET.build(dict(type="BiRealResNet", bnn_block=block, depth=18, out_indices=(0, 1, 2, 3),
                                     avg_down=True))
         assert len(backbone(images)) == 4
@@ -198,3 +202,22 @@ def test_detection_backbone_blocks():
         assert len(binary_layers(backbone)) == 16
         inputs = conv_inputs(backbone, images)
         assert (max(float(x.detach().abs().max()) for x in inputs.values()) > 1) == (block != "irnet")
+
+
+def test_recu_block_normalises_each_sample_in_training_only_and_pools_its_shortcut():
+    from estimators.blocks import SampleNormalize, before_sign, post_activation
+    from tasks.classification.models import MODELS, OptionAShortcut
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 5) * torch.tensor([0.5, 2.0, 8.0]).view(3, 1, 1, 1)
+    norm = before_sign("recu", 4)
+    assert isinstance(norm, SampleNormalize) and isinstance(post_activation("recu", 4), nn.Hardtanh)
+    out = norm.train()(x)
+    torch.testing.assert_close(out.reshape(3, -1).var(dim=1), torch.ones(3), rtol=1e-3, atol=1e-3)
+    assert out.abs().max() > 1  # ReCU's point: sign's input is no longer confined to [-1, 1]
+    assert torch.equal(norm.eval()(x), x)
+    model = MODELS.get("resnet20_cifar")(num_classes=10, in_channels=3, block="recu")
+    shortcuts = [m for m in model.modules() if isinstance(m, OptionAShortcut)]
+    assert shortcuts and all(isinstance(s.pool, nn.AvgPool2d) for s in shortcuts)
+    y = torch.arange(16.0).view(1, 1, 4, 4)
+    torch.testing.assert_close(OptionAShortcut(1, 3, pool=True)(y)[0, 1], F.avg_pool2d(y, 2)[0, 0])

@@ -80,13 +80,13 @@ def test_forced_nan_marks_the_run_diverged(db_url, capsys):
     (["--task", "nope", "--estimator", "ste"], "unknown task 'nope'; valid choices: classification"),
     (["--task", "classification", "--estimator", "nope"], "valid choices: approx_sign, clipped_ste"),
     (["--task", "classification", "--estimator", "ste", "--dataset", "svhn"], "valid choices: fashion_mnist"),
-    (["--task", "classification", "--estimator", "ste", "--preset", "huge"], "valid choices: quick, paper"),
+    (["--task", "classification", "--estimator", "ste", "--preset", "huge"], "valid choices: quick, irnet, recu, reste, reactnet, bireal, paper"),
     (["--task", "classification", "--estimator", "ste", "--model", "vit"], "valid choices: resnet18_cifar"),
     (["--task", "classification", "--estimator", "surge", "--set", "etaa=1"], "valid keys:"),
     (["--task", "classification", "--estimator", "surge", "--set", "eta=-1"], "eta must be >= 0"),
     (["--task", "classification", "--estimator", "ste", "--set", "lr=fast"], "expected a float"),
     (["--task", "classification", "--estimator", "ste", "--set", "scope=most"], "valid choices: all, first_last"),
-    (["--task", "classification", "--estimator", "ste", "--set", "optimizer=lion"], "valid choices: sgd, adam"),
+    (["--task", "classification", "--estimator", "ste", "--set", "optimizer=lion"], "valid choices: sgd, sgd_nesterov, adam, adamw"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_row(db_url, capsys, args, expected):
     assert main(["run", "--db", db_url, "--quiet", *args]) == 2

@@ -55,7 +55,9 @@ def test_without_a_validation_split_every_epoch_is_scored_on_the_test_split(tmp_
     result = fit(model, config, data, lambda m, b: StepOutput(m.weight.sum(), 4),
                  lambda m: tested.append(1) or {"top1": 1.0}, RunContext(quiet=True), "test", primary="top1",
                  validate=lambda m: None)
-    assert len(tested) == 3 and set(result.scores) == {"top1"}
+    # the last epoch's scores, and those of the epoch best on the test split (the first of equals)
+    assert len(tested) == 3 and set(result.scores) == {"top1", "top1@best_test", "best_test_epoch"}
+    assert result.scores["best_test_epoch"] == 1.0
 
 
 def test_a_resumed_run_keeps_the_best_epoch_and_its_weights(tmp_path):

@@ -37,7 +37,11 @@ def test_a_toy_family_runs_through_bench_run_and_appears_in_the_report(toy, tmp_
     assert [(r.task, r.estimator, r.status) for r in runs] == [("toy", "clipped_ste", "finished"),
                                                                ("toy", "surge", "finished")]
     for run in runs:
-        (metric,) = run.metrics
+        # the last epoch's score, and (3 epochs, each scored on the test split) the best epoch's
+        metrics = {m.name: m for m in run.metrics}
+        assert set(metrics) == {"toy_accuracy", "toy_accuracy@best_test", "best_test_epoch"}
+        metric = metrics["toy_accuracy"]
+        assert metrics["toy_accuracy@best_test"].value >= metric.value
         assert metric.name == "toy_accuracy" and metric.primary and metric.higher_is_better
         assert 0.0 <= metric.value <= 100.0
         assert run.scope["binarized"] == ["0", "2"] and run.n_binary_params == 2 * 32 + 32 * 32

@@ -108,7 +108,7 @@ class _SmoothedSign:
         return binary_sign(w)
 
     def layer_forward(self, layer: BinaryLayer, x: Tensor) -> Tensor:
-        w_binary = binary_sign(layer.weight) * layer.weight_scale()
+        w_binary = layer.effective_weight()  # the layer's balance, clip and scale, with binary_sign
         if self.role == "clean":
             return layer.functional(binary_sign(x), w_binary, layer.bias)
         pairs = x.shape[0] // 2

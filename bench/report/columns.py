@@ -2,7 +2,9 @@
 finished run's value of the primary metric of that (task, dataset, model) as the runs stored it:
 at the last epoch (``select="last"``), or at the epoch best on the validation split
 (``select="best_val"``: the metric's ``@best_val`` value; runs without a validation split
-have none).
+have none), or at the epoch best on the test split (``select="best"``: ``@best_test``, kept by
+runs without a validation split, which score the test split every epoch; a test-set selection
+that some papers report, shown labelled and never ranked).
 
 The results table, the paired statistics, the aggregate and the forest plot all read these,
 so they agree on which runs a column holds.
@@ -13,9 +15,13 @@ import dataclasses
 from typing import Iterable, Optional
 
 DEFAULT_REFERENCE = "clipped_ste"
-SELECTIONS = ("last", "best_val")
+SELECTIONS = ("last", "best_val", "best")
+#: the stored metric's suffix of each selection
+SELECTION_SUFFIX = {"last": "", "best_val": "@best_val", "best": "@best_test"}
 #: what each selection shows, for the tables' descriptions
-SELECTION_TEXT = {"last": "at the last epoch", "best_val": "at the epoch best on the validation split"}
+SELECTION_TEXT = {"last": "at the last epoch", "best_val": "at the epoch best on the validation split",
+                  "best": "at the epoch best on the test split (a test-set selection, as ReCU, ReActNet and "
+                          "Bi-Real Net report; shown to compare with papers, not ranked)"}
 
 
 class UnknownReference(ValueError):
@@ -74,14 +80,15 @@ def report_groups(frame, select: str = "last") -> tuple[list[ReportGroup], list[
         columns = []
         for dataset, model, block in keys:
             metric, higher_is_better = primaries[(task, dataset, model)]
-            name = metric if select == "last" else f"{metric}@{select}"
+            name = metric + SELECTION_SUFFIX[select]
             same_column = (group["dataset"] == dataset) & (group["model"] == model) & (
                 group["block"].isna() if block is None else group["block"] == block)
             runs = group[same_column & (group["metric"] == name)]
             label = column_label(dataset, model, block)
             without = sorted(set(group.loc[same_column, "run_id"]) - set(runs["run_id"]))
             if without and select != "last":
-                notes.append(f"{label}: {len(without)} run(s) without a validation split have no {name}: not shown")
+                why = "without a validation split" if select == "best_val" else "scored on the test split only once"
+                notes.append(f"{label}: {len(without)} run(s) {why} have no {name}: not shown")
             if not runs.empty:
                 columns.append(ReportColumn(label, dataset, model, metric, higher_is_better, runs, block))
         groups.append(ReportGroup(task, preset, group, columns))

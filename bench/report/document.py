@@ -144,7 +144,8 @@ def write_report(db: ResultsDB, out_dir: str | Path, formats: Iterable[str] = FO
 
     tables = (build_tables(db, reference=reference, ci=ci, select=select) + build_efficiency_tables(db)
               + build_diagnostic_tables(db))
-    forests = {p.name: p for p in plot_forests(db, out_dir / "figures", reference=reference, ci=ci, select=select)}
+    forests = {} if select == "best" else {  # no intervals on test-selected scores
+        p.name: p for p in plot_forests(db, out_dir / "figures", reference=reference, ci=ci, select=select)}
     reference = reference or DEFAULT_REFERENCE
     figures = (plot_learning_curves(db, out_dir / "figures") + plot_sign_inputs(db, out_dir / "figures")
                + plot_diagnostics(db, out_dir / "figures"))

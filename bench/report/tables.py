@@ -123,8 +123,8 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
     ``preset`` keeps only that preset. ``reference`` is the estimator the paired differences are
     taken to (``clipped_ste`` when None; a name no finished run has raises
     :class:`~bench.report.columns.UnknownReference`), ``ci`` their interval (``t`` or
-    ``bootstrap``), ``select`` the epoch whose scores are shown (``last``, or ``best_val``: the
-    epoch best on the validation split). With nothing to show, one ``kind="empty"`` table whose ``message`` says so
+    ``bootstrap``), ``select`` the epoch whose scores are shown (``last``; ``best_val``: the
+    epoch best on the validation split; ``best``: the epoch best on the test split, not ranked). With nothing to show, one ``kind="empty"`` table whose ``message`` says so
     (never an exception). Everything comes from the database: the primary metric and its
     direction as the runs stored them, row names from the stored variants, the average column
     where the runs' family asked for one.
@@ -180,6 +180,8 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
             places = statistics.decimals([c.mean for c in column if not c.missing])
             for c in column:
                 c.decimals = places
+            if select == "best":
+                continue
             if j < len(paired) and not ranked(paired[j]):
                 notes.append(f"{columns[j]}: {NOT_RANKED}")
                 continue
@@ -195,11 +197,16 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
             task=task, preset=preset_name, kind="results", title=f"{task}, preset {preset_name}",
             label=f"tab:{name}", rows=estimators, columns=columns, cells=results_cells, metrics=metrics,
             description=(f"primary metric {SELECTION_TEXT[select]}, mean ± sample std (ddof=1) over seeds, "
-                         "n = number of seeds "
-                         f"(std omitted for n=1); best per ranked column in bold; {MARKER_LEGEND.format(reference=reference)}"
-                         " (see the deltas table). " + metric_text),
+                         "n = number of seeds (std omitted for n=1); "
+                         + ("no bold, markers or paired differences on test-selected scores. " if select == "best" else
+                            f"best per ranked column in bold; {MARKER_LEGEND.format(reference=reference)}"
+                            " (see the deltas table). ") + metric_text),
             notes=notes,
         ))
+        if select == "best":  # maxima over test epochs: no paired intervals or aggregate rank on them
+            notes.append("scores at each run's best test epoch, a test-set selection: not ranked, no paired "
+                         "differences; compare with papers that report it, rank on --select last or best_val")
+            continue
         tables.append(deltas_table(group, paired, [results_cells[0][j].decimals for j in range(len(paired))],
                                    reference, ci, has_average=len(columns) > len(paired)))
         tables.append(aggregate_table(group, reference))

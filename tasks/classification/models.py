@@ -2,18 +2,20 @@
 
 Every model takes a ``block`` (:mod:`estimators.blocks`): ``bireal`` (sign on the residual
 stream, no activation: the comparison track's default), ``reactnet`` (bireal plus learnable
-thresholds and RPReLU) or ``irnet`` (Hardtanh after every addition: the paper track's block).
+thresholds and RPReLU), ``irnet`` (Hardtanh after every addition: IR-Net's block) or ``recu``
+(irnet with ReCU's per-sample normalisation before sign).
 Every 3x3 conv of a ResNet has its own identity shortcut and BatchNorm before the addition, as
 in Bi-Real Net and IR-Net's ResNet-20/ImageNet ResNet-18. Downsample shortcuts stay full
 precision under the name ``downsample`` (the ``standard`` scope keeps them so, with the first
 conv and the classifier):
 
     bireal, reactnet   AvgPool(2) + 1x1 conv + BN (Bi-Real Net / ReActNet ``birealnet.py``)
-    irnet              ResNet-20: IR-Net's parameter-free option A (every second pixel, zero
-                       channels padded on both sides; ``CIFAR-10/ResNet20/1w1a/resnet.py``);
-                       the ResNet-18s: strided 1x1 conv + BN (IR-Net ImageNet ResNet-18)
+    irnet, recu        ResNet-20: IR-Net's parameter-free option A (every second pixel, zero
+                       channels padded on both sides; ``CIFAR-10/ResNet20/1w1a/resnet.py``;
+                       ReCU average-pools instead); the ResNet-18s: strided 1x1 conv + BN (IR-Net
+                       ImageNet ResNet-18)
 
-The stem is conv + BN (+ max-pool on ImageNet), followed by Hardtanh only in ``irnet``.
+The stem is conv + BN (+ max-pool on ImageNet), followed by Hardtanh only in ``irnet`` and ``recu``.
 
     resnet18_cifar    ResNet-18 for 32x32 inputs (64-128-256-512, 2-2-2-2 blocks)
     resnet20_cifar    ResNet-20 for 32x32 inputs (16-32-64, 3-3-3 blocks)
@@ -29,29 +31,35 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from estimators.blocks import post_activation, before_sign, check_block, conv_input, real_activation
+from estimators.blocks import (
+    HARDTANH_BLOCKS, before_sign, check_block, conv_input, post_activation, real_activation,
+)
 from estimators.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 class OptionAShortcut(nn.Module):
-    """IR-Net's parameter-free downsample: x[:, :, ::2, ::2] with zero channels padded on both sides."""
+    """The parameter-free downsample: x[:, :, ::2, ::2] (IR-Net) or AvgPool2d(2) (ReCU, ``pool``),
+    with zero channels padded on both sides."""
 
-    def __init__(self, in_planes: int, planes: int) -> None:
+    def __init__(self, in_planes: int, planes: int, pool: bool = False) -> None:
         super().__init__()
         self.pad = (planes - in_planes) // 2
+        # ceil_mode: an odd side gives the strided conv's ceil(n / 2); on CIFAR's even sides it is ReCU's pool
+        self.pool = nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False) if pool else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        x = self.pool(x) if self.pool is not None else x[:, :, ::2, ::2]
+        return F.pad(x, (0, 0, 0, 0, self.pad, self.pad))
 
 
 def _downsample(in_planes: int, planes: int, stride: int, block: str, option_a: bool) -> nn.Module:
     if stride == 1 and in_planes == planes:
         return nn.Identity()
-    if block == "irnet" and option_a:
-        return OptionAShortcut(in_planes, planes)
-    if block == "irnet":
+    if block in HARDTANH_BLOCKS and option_a:
+        return OptionAShortcut(in_planes, planes, pool=block == "recu")
+    if block in HARDTANH_BLOCKS:
         return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
     # ceil_mode: an odd side gives the strided conv's ceil(n / 2) too (7 -> 4), as mmdet's avg_down does
     pool = nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
@@ -92,7 +100,7 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
             self.pool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(widths[0])
-        self.act = nn.Hardtanh() if block == "irnet" else nn.Identity()
+        self.act = nn.Hardtanh() if block in HARDTANH_BLOCKS else nn.Identity()
         stages, in_planes = [], widths[0]
         for i, (width, depth) in enumerate(zip(widths, depths)):
             blocks = []

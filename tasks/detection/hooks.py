@@ -12,6 +12,10 @@ With a validation split the Runner's val loop scores it (``val_*`` scores) and t
 scores the test split with the Runner's test loop right after (plain names), so each
 evaluated epoch has both; the engine's BestValidation picks the best epoch on the
 validation split's primary metric.
+
+With ``weight_clip="update"`` (BinaryNet's latent-weight clip) the hook clamps every binarized
+layer's latent weights to [-1, 1] right after each optimizer step
+(:func:`estimators.clip_latent_weights`), before the engine's hooks see the iteration.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+import estimators
 from bench.api import RunContext
 from bench.engine import VALIDATION_PREFIX, TrainState, Timing, final_metrics, standard_hooks
 
@@ -51,15 +56,18 @@ class EngineHooks(Hook):
 
     def __init__(self, context: RunContext, label: str, batch_size: int,
                  metric_names: Optional[dict[str, str]] = None, primary: Optional[str] = None,
-                 higher_is_better: bool = True, validation: bool = False) -> None:
+                 higher_is_better: bool = True, validation: bool = False, clip_latent_weights: bool = False) -> None:
         """``metric_names``: our metric name -> mmdet's key; ``primary``: the metric whose
         validation score picks the best epoch; ``validation``: the Runner's val loop scores the
-        validation split and its test loop the test split (else the val loop scores the test split)."""
+        validation split and its test loop the test split (else the val loop scores the test split);
+        ``clip_latent_weights``: clamp the binarized layers' latent weights to [-1, 1] after every
+        optimizer step (``weight_clip="update"``)."""
         self.hooks = standard_hooks(context, "img", primary, higher_is_better)
         self.timing = next(h for h in self.hooks if isinstance(h, Timing))
         self.label, self.batch_size = label, batch_size
         self.metric_names = metric_names or {}
         self.validation = validation
+        self.clip_latent_weights = clip_latent_weights
         self.state: Optional[TrainState] = None
         self._loss_sum, self._iterations = 0.0, 0
 
@@ -91,6 +99,8 @@ class EngineHooks(Hook):
         self._call("before_step")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.clip_latent_weights:  # mmengine's train_step has stepped the optimizer
+            estimators.clip_latent_weights(unwrap(runner.model))
         self.state.loss = float(outputs["loss"].detach()) if outputs and "loss" in outputs else math.nan
         self.state.step = runner.iter + 1
         self.state.seen += self.batch_size

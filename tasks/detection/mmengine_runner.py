@@ -12,39 +12,91 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 from bench import distributed
 from bench.api import MetricSpec, RunContext
 from bench.engine import FitResult
+from bench.validation import parse_milestones
 from tasks.detection.data import DetectionData
 from tasks.detection.hooks import EngineHooks
 from tasks.detection.metrics import MMDET_KEYS
-_OPTIMIZER_TYPES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+_OPTIMIZER_TYPES = {"sgd": "SGD", "sgd_nesterov": "SGD", "adam": "Adam", "adamw": "AdamW"}
+#: RunConfig.precision -> the autocast dtype of mmengine's AmpOptimWrapper
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+#: the warm-up's first LR factor when ``warmup_start`` is 0 (the default): mmdet's configs' 1e-3, what
+#: detection runs did before ``warmup_start`` existed (LinearLR at 0 would train iteration 0 at LR 0)
+DEFAULT_WARMUP_START = 1e-3
+
+
+def conv_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """``weight_decay_on="conv"``: weight decay on the 4-D conv kernels only (binarized ones, their
+    SURGE auxiliary kernels, the stem, shortcuts and heads' convs) and none on the rest: BatchNorm,
+    biases, the box head's fcs, learnable thresholds and scales (Bi-Real Net's and ReActNet's
+    ``train.py``; the rule of :func:`bench.training.parameter_groups`)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [dict(params=[p for p in params if p.dim() == 4], weight_decay=weight_decay),
+              dict(params=[p for p in params if p.dim() != 4], weight_decay=0.0)]
+    return [group for group in groups if group["params"]]
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="ConvDecayOptimWrapperConstructor", force=True)
+class ConvDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's optimizer-wrapper constructor with :func:`conv_decay_groups` as the parameters."""
+
+    def __call__(self, model: torch.nn.Module):
+        model = model.module if hasattr(model, "module") else model
+        optimizer_cfg = self.optimizer_cfg.copy()
+        optimizer_cfg["params"] = conv_decay_groups(model, float(optimizer_cfg.get("weight_decay", 0.0)))
+        wrapper_cfg = self.optim_wrapper_cfg.copy()
+        wrapper_cfg.setdefault("type", "OptimWrapper")
+        return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=OPTIMIZERS.build(optimizer_cfg)))
 
 
 def optim_wrapper(config) -> dict:
-    """mmengine's optimizer wrapper for the RunConfig's optimizer, with gradient clipping."""
+    """mmengine's optimizer wrapper for the RunConfig: its optimizer (``sgd_nesterov``: SGD with
+    Nesterov momentum), gradient clipping, weight decay on conv kernels only
+    (``weight_decay_on="conv"``: :class:`ConvDecayOptimWrapperConstructor`) and mixed precision
+    (``precision`` bf16/fp16: mmengine's AmpOptimWrapper, autocast of the training forward with a
+    gradient scaler; CUDA only, refused on CPU by the family's check)."""
     optimizer = dict(type=_OPTIMIZER_TYPES[config.optimizer], lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
+    if config.optimizer in ("sgd", "sgd_nesterov"):
         optimizer["momentum"] = config.momentum
+    if config.optimizer == "sgd_nesterov":
+        optimizer["nesterov"] = True
     max_norm = float(config.options["max_grad_norm"])
     clip = dict(max_norm=max_norm, norm_type=2) if max_norm > 0 else None
-    return dict(type="OptimWrapper", optimizer=optimizer, clip_grad=clip)
+    wrapper = dict(type="OptimWrapper", optimizer=optimizer, clip_grad=clip)
+    if config.weight_decay_on == "conv":
+        wrapper["constructor"] = "ConvDecayOptimWrapperConstructor"
+    if config.precision != "fp32":
+        wrapper.update(type="AmpOptimWrapper", dtype=AMP_DTYPES[config.precision])
+    return wrapper
 
 
 def param_schedulers(config, iters_per_epoch: int) -> list[dict]:
-    """Linear warm-up, then cosine / linear decay to zero or a constant rate, per iteration."""
+    """Linear warm-up from ``warmup_start``, then cosine / linear decay to zero, x0.1 after each of
+    the ``milestones`` (schedule ``step``: fractions of all iterations, the warm-up's included, as
+    in :func:`bench.training.lr_factor`), or a constant rate; all per iteration."""
     total = config.epochs * iters_per_epoch
     warmup = min(math.ceil(config.warmup_epochs * iters_per_epoch), total - 1) if config.warmup_epochs else 0
     schedulers = []
     if warmup > 0:
-        schedulers.append(dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=warmup))
+        start = config.warmup_start or DEFAULT_WARMUP_START
+        schedulers.append(dict(type="LinearLR", start_factor=start, by_epoch=False, begin=0, end=warmup))
     if config.schedule == "cosine":
         schedulers.append(dict(type="CosineAnnealingLR", T_max=total - warmup, eta_min=0.0, by_epoch=False,
                                begin=warmup, end=total))
     elif config.schedule == "linear":
         schedulers.append(dict(type="LinearLR", start_factor=1.0, end_factor=0.0, by_epoch=False,
                                begin=warmup, end=total))
+    elif config.schedule == "step":
+        # the LR of iteration i is x0.1 per milestone m with i >= round(m * total) (mmengine counts repeats)
+        milestones = [round(m * total) for m in parse_milestones(config.milestones)]
+        schedulers.append(dict(type="MultiStepLR", milestones=milestones, gamma=0.1, by_epoch=False,
+                               begin=0, end=total))
     return schedulers or [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=total)]
 
 
@@ -87,7 +139,7 @@ def fit(detector: torch.nn.Module, data: DetectionData, config, work_dir: Path, 
     loader = dict(num_workers=workers, persistent_workers=workers > 0)
     hooks = EngineHooks(context, label, config.batch_size, MMDET_KEYS[data.metric_style],
                         primary.key if primary else None, primary.higher_is_better if primary else True,
-                        validation=data.validation is not None)
+                        validation=data.validation is not None, clip_latent_weights=config.weight_clip == "update")
     runner = Runner(
         model=detector,
         work_dir=str(work_dir),

@@ -20,11 +20,12 @@ from bench.training import seed_everything
 from bench.validation import OneOf, Range
 from estimators.accounting import count_cost
 from estimators.blocks import BLOCKS
-from tasks.detection import data as detection_data, metrics as _metrics, presets  # noqa: F401 - registers metrics
+from tasks.detection import data as detection_data, metrics as _metrics  # noqa: F401 - registers metrics
+from tasks.detection import presets as recipes
 from tasks.detection.data import DATASETS
-from tasks.detection.models import SCOPES
+from tasks.detection.models import NO_NECK, SCOPES
 
-MODEL_NAMES = ("faster_rcnn_r18_fpn", "retinanet_r18_fpn")
+MODEL_NAMES = ("faster_rcnn_r18_fpn", "faster_rcnn_r18_c4", "retinanet_r18_fpn")
 #: the family version that keys the cached full-precision pre-training: version 3 changed only
 #: the evaluation batch, which the pre-trained weights do not depend on
 PRETRAINING_VERSION = "2"
@@ -60,6 +61,12 @@ class DetectionOptions:
     max_grad_norm: float = option(10.0, Range(0), help="gradient clipping (0: none)")
     val_every: int = option(0, Range(0, integer=True), help="validate every N epochs (0: after the last)")
     backbone_checkpoint: str = option("", help="backbone weights to start from (a .pth file)")
+    roi_samples: int = option(0, Range(0, integer=True), legacy=0,
+                              help="RoIs sampled per training image for the box head of Faster R-CNN (mmdet's rcnn "
+                                   "sampler num; 0: the model config's, 512)")
+    test_proposals: int = option(0, Range(0, integer=True), legacy=0,
+                                 help="RPN proposals kept per test image of Faster R-CNN (0: the model config's, "
+                                      "1000)")
     # in the hash: worker processes draw the augmentation's random numbers from their own generators
     num_workers: int = option(2, Range(0, integer=True), help="DataLoader worker processes")
     val_size: int = option(0, Range(0, integer=True), legacy=0,
@@ -70,6 +77,44 @@ class DetectionOptions:
 
     #: options renamed since rows were written (the database upgrade applies it)
     renamed: ClassVar[dict[str, str]] = {"workers": "num_workers"}
+
+
+def sized(model_cfg: dict, roi_samples: int, test_proposals: int) -> dict:
+    """A Faster R-CNN config with ``roi_samples`` RoIs sampled per training image and
+    ``test_proposals`` RPN proposals kept per test image (0: the config's own)."""
+    train_cfg, test_cfg = model_cfg.get("train_cfg", {}), model_cfg.get("test_cfg", {})
+    if roi_samples and "rcnn" in train_cfg:
+        train_cfg["rcnn"]["sampler"]["num"] = roi_samples
+    if test_proposals and "rpn" in test_cfg:
+        test_cfg["rpn"]["max_per_img"] = test_proposals
+    return model_cfg
+
+
+def check_run_options(config) -> None:
+    """The run's choices the detection family cannot honour, as one-line errors before anything runs."""
+    import torch
+
+    if config.model in NO_NECK and config.scope == "backbone+neck":
+        raise UserError(f"{config.model} has no neck: scope backbone+neck would binarize what backbone does; "
+                        f"use backbone or all")
+    if config.precision != "fp32" and not torch.cuda.is_available():
+        raise UserError(f"precision {config.precision}: detection's mixed precision is mmengine's AmpOptimWrapper, "
+                        f"which runs on a CUDA GPU only; on this machine use precision=fp32")
+    if config.channels_last:
+        raise UserError("channels_last: mmcv 2.1's RoIAlign reads a channels_last feature map as if it were "
+                        "contiguous NCHW (wrong RoI features, no error); detection runs contiguous: "
+                        "leave channels_last off")
+    if config.init == "two_step":
+        raise UserError("init two_step: detection's two-step recipe is its full-precision detector stage "
+                        "(--set pretrain_epochs=N); leave init at scratch or give a detector state-dict file")
+    if config.init != "scratch" and int(config.options["pretrain_epochs"]) > 0:
+        raise UserError(f"init {config.init} and pretrain_epochs {config.options['pretrain_epochs']} both name the "
+                        f"weights to start from; set pretrain_epochs=0 to start from the file")
+    if (recipes.resolve(config.preset) == "bidet" and not config.options["backbone_checkpoint"]
+            and int(config.options["pretrain_epochs"]) == 0 and config.init == "scratch"):
+        raise UserError("preset bidet starts from an ImageNet ResNet-18 (BiDet's --basenet) and has no "
+                        "full-precision stage: give one with --set backbone_checkpoint=FILE (or train a "
+                        "full-precision detector first with --set pretrain_epochs=N)")
 
 
 class DetectionTask(Task):
@@ -83,8 +128,13 @@ class DetectionTask(Task):
     datasets = DATASETS
     default_dataset = "fmnist_det"
     models = MODEL_NAMES
-    blocks = BLOCKS
+    #: ReCU's block (per-sample normalisation) has no detection source: not offered here
+    blocks = tuple(b for b in BLOCKS if b != "recu")
     scope_registry = SCOPES
+    #: precision through mmengine's AmpOptimWrapper; channels_last is refused (check_run_options)
+    applies_precision = True
+    presets = (*recipes.PRESETS, *recipes.ALIASES)
+    preset_sources = recipes.SOURCES
     Options = DetectionOptions
     throughput_unit = "img"
 
@@ -97,8 +147,15 @@ class DetectionTask(Task):
         # The offline set is the CPU smoke test: RetinaNet trains 2.5x faster than Faster R-CNN there.
         return "retinanet_r18_fpn" if dataset == "fmnist_det" else "faster_rcnn_r18_fpn"
 
+    def preset_model(self, preset: str, dataset: str) -> Optional[str]:
+        """The papers' detector for their presets: BiBench and BiDet both train Faster R-CNN R18-C4."""
+        return recipes.C4 if recipes.resolve(preset) in ("bibench_c4", "bidet") else None
+
     def preset_values(self, preset: str, dataset: str, model: str) -> dict:
-        return presets.preset_values(preset, dataset)
+        return recipes.preset_values(preset, dataset, model)
+
+    def resolve_preset(self, preset: str) -> str:
+        return recipes.resolve(preset)
 
     def check(self, config) -> None:
         import_openmmlab()
@@ -107,6 +164,7 @@ class DetectionTask(Task):
         checkpoint = options["backbone_checkpoint"]
         if checkpoint and not Path(checkpoint).expanduser().is_file():
             raise UserError(f"backbone_checkpoint not found: {checkpoint}")
+        check_run_options(config)
         detection_data.check(config.dataset, config.data_root, options["cache_dir"] or None, int(options["val_size"]))
 
     # -- building blocks ---------------------------------------------------------------
@@ -120,7 +178,8 @@ class DetectionTask(Task):
 
         models = import_openmmlab()
         checkpoint = config.options["backbone_checkpoint"] or None
-        model_cfg = models.DETECTORS.get(config.model)(len(data.classes), checkpoint, config.block)
+        model_cfg = sized(models.DETECTORS.get(config.model)(len(data.classes), checkpoint, config.block),
+                          int(config.options["roi_samples"]), int(config.options["test_proposals"]))
         detector = MODELS.build(ConfigDict(model_cfg))  # mmdet reads train_cfg.rpn etc. as attributes
         detector.init_weights()
         from tasks.detection.backbone import sign_preserving_activations
@@ -137,11 +196,15 @@ class DetectionTask(Task):
         It keeps the run's options, so it trains on the same images (the training images less
         the ``val_size`` held out: a different validation split is a different detector), and
         is scored once, after its last epoch (``val_every`` 0), on both splits. Trained in this
-        process (no loader workers): the same detector whichever run trains it.
+        process (no loader workers): the same detector whichever run trains it. The settings
+        that act on binarized layers only (``weight_balance``, ``weight_clip``, ``pad_value``,
+        ``binary_weights``) and ``init`` take their defaults: runs that differ only in them share
+        one full-precision detector (and its cache key is the one of before they existed).
         """
         subset = config.options["pretrain_subset"]
         return dataclasses.replace(
             config, estimator="fp32", estimator_hparams={}, scope="backbone", weight_grad="surrogate",
+            weight_balance="none", weight_clip="none", pad_value=0.0, binary_weights=True, init="scratch",
             epochs=int(config.options["pretrain_epochs"]), seed=0,
             optimizer=config.options["pretrain_optimizer"], lr=float(config.options["pretrain_lr"]),
             train_subset=config.train_subset if subset is None else subset,
@@ -183,6 +246,16 @@ class DetectionTask(Task):
         return weights, {"cache_key": key, "epochs": epochs, "metrics": scores}
 
     @staticmethod
+    def _initialize(config, detector) -> dict:
+        """``init`` a state-dict file: loaded into the full-precision detector before binarization
+        (:func:`bench.initialization.load_state_file`); the record keeps the file and its sha256."""
+        if config.init == "scratch":
+            return {}
+        from bench.initialization import load_state_file
+
+        return load_state_file(detector, Path(config.init).expanduser())
+
+    @staticmethod
     def _data(config, work_dir: Path):
         work_dir.mkdir(parents=True, exist_ok=True)
         return detection_data.build(config.dataset, config.data_root, config.options["cache_dir"] or None,
@@ -217,9 +290,12 @@ class DetectionTask(Task):
             seed_everything(config.seed)
             detector = self._detector(config, data)
             load_state(detector, pretrained)
+            start = self._initialize(config, detector)
             estimator = estimators.build(config.estimator, **config.estimator_hparams)
             record = self.binarize(detector, estimator, config)
             record["pretraining"] = pretraining
+            if start:
+                record["init"] = start
             cost = self._cost(detector, data)
             cost_fields = dict(n_params=cost.n_params, n_binary_params=cost.n_binary_params,
                                binary_ops=cost.binary_ops, float_ops=cost.float_ops)
