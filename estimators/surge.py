@@ -18,6 +18,10 @@ A layer-level estimator. For a binarized layer y = op(x, W) (conv2d or linear):
                dL/dW   = alpha op_W^T(sign(x), delta)                 (the base estimator's)
                dL/dW_a = lambda op_W^T(x, delta)
 
+    (alpha sign(W) is the layer's effective weight, with its balance, scale and clip:
+    estimators.layers; the Function returns op_W^T(sign(x), delta) for it and autograd carries
+    that on through alpha, the weight surrogate and the balance, as for the base estimator.)
+
 All four backward products and lambda are computed inside one autograd Function, so
 lambda is the exact one of the same step; the cost is 1 forward + 4 backward products
 against STE's 1 + 2. In ``model.eval()`` (or without grad) the layer is the base
