@@ -45,12 +45,18 @@ def parameter_groups(config, model: torch.nn.Module) -> list[dict]:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.weight_decay_on == "all":
         return [{"params": params, "weight_decay": config.weight_decay}]
-    kernels = {id(getattr(m, name)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
-               for name in ("weight", "aux_weight") if getattr(m, name, None) is not None}
+    kernels = conv_kernels(model)
     decayed = [p for p in params if id(p) in kernels]
     rest = [p for p in params if id(p) not in kernels]
     return [group for group in ({"params": decayed, "weight_decay": config.weight_decay},
                                 {"params": rest, "weight_decay": 0.0}) if group["params"]]
+
+
+def conv_kernels(model: torch.nn.Module) -> set[int]:
+    """The ids of a model's conv kernels: each conv layer's ``weight`` and SURGE's ``aux_weight`` on one
+    (not a learnable weight scale, though it is 4-D too)."""
+    return {id(getattr(m, name)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+            for name in ("weight", "aux_weight") if getattr(m, name, None) is not None}
 
 
 def build_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:

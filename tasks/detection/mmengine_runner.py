@@ -18,6 +18,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMI
 from bench import distributed
 from bench.api import MetricSpec, RunContext
 from bench.engine import FitResult
+from bench.training import conv_kernels
 from bench.validation import parse_milestones
 from tasks.detection.data import DetectionData
 from tasks.detection.hooks import EngineHooks
@@ -32,13 +33,13 @@ DEFAULT_WARMUP_START = 1e-3
 
 
 def conv_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """``weight_decay_on="conv"``: weight decay on the 4-D conv kernels only (binarized ones, their
+    """``weight_decay_on="conv"``: weight decay on the conv kernels only (binarized ones, their
     SURGE auxiliary kernels, the stem, shortcuts and heads' convs) and none on the rest: BatchNorm,
     biases, the box head's fcs, learnable thresholds and scales (Bi-Real Net's and ReActNet's
     ``train.py``; the rule of :func:`bench.training.parameter_groups`)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [dict(params=[p for p in params if p.dim() == 4], weight_decay=weight_decay),
-              dict(params=[p for p in params if p.dim() != 4], weight_decay=0.0)]
+    params, kernels = [p for p in model.parameters() if p.requires_grad], conv_kernels(model)
+    groups = [dict(params=[p for p in params if id(p) in kernels], weight_decay=weight_decay),
+              dict(params=[p for p in params if id(p) not in kernels], weight_decay=0.0)]
     return [group for group in groups if group["params"]]
 
 
