@@ -154,9 +154,6 @@ class DetectionTask(Task):
     def preset_values(self, preset: str, dataset: str, model: str) -> dict:
         return recipes.preset_values(preset, dataset, model)
 
-    def resolve_preset(self, preset: str) -> str:
-        return recipes.resolve(preset)
-
     def check(self, config) -> None:
         import_openmmlab()
         options = config.options
