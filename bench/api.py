@@ -161,7 +161,8 @@ class Task:
     scope_registry = None
     #: names that stand for several datasets on the command line (GLUE's "all")
     dataset_groups: dict[str, tuple[str, ...]] = {}
-    #: the report adds an average column over this family's datasets (the GLUE score)
+    #: the report adds an average over this family's datasets: the GLUE table (bench.report.glue) where
+    #: they are GLUE tasks, else an average column of the primary metrics
     report_average: bool = False
     #: the family's options (``--set key=value``): a dataclass, see bench.options
     Options: type = NoOptions
@@ -177,7 +178,19 @@ class Task:
         """Whether ``precision`` and ``channels_last`` act in this family's training."""
         if self.applies_precision is not None:
             return self.applies_precision
+        return self.trains_with_fit()
+
+    def trains_with_fit(self) -> bool:
+        """Whether the family trains through the engine's ``fit`` (it does not override ``run``)."""
         return type(self).run is Task.run
+
+    #: for a family that overrides ``run`` with a loop of its own: what it trains with, and why that
+    #: cannot evaluate every ``eval_steps`` optimizer steps (the engine's fit can; see check_values)
+    own_loop: str = "a loop of its own, not bench.engine.fit, which evaluates at epoch ends only"
+
+    def evaluates_every_steps(self) -> bool:
+        """Whether the family's training honours ``eval_steps`` > 0 (the engine's fit does)."""
+        return self.trains_with_fit()
     #: gradient clipping of the engine's optimizer step (None: none)
     max_grad_norm: Optional[float] = None
     #: what the progress bar counts per second

@@ -99,6 +99,9 @@ class RunConfig:
     precision: str = _added("fp32")
     #: convolution inputs and weights in channels_last memory format
     channels_last: bool = _added(False)
+    #: 0: evaluate once after every epoch; N > 0: also after every N-th optimizer step (counted from
+    #: the run's first), the best of all evaluations kept (BiBERT's and BiT's eval_step)
+    eval_steps: int = _added(0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -166,6 +169,7 @@ SETTABLE_FIELDS = (
     "block", "scope", "weight_scale", "weight_grad", "weight_balance", "weight_clip", "pad_value", "binary_weights",
     "weight_decay_on", "init", "precision", "channels_last", "epochs", "batch_size", "optimizer", "lr", "momentum",
     "weight_decay", "schedule", "warmup_epochs", "warmup_start", "milestones", "train_subset", "eval_subset",
+    "eval_steps",
 )
 
 

@@ -20,8 +20,10 @@ A family supplies its data, its model, a train step and an evaluation
                        changed in the epoch (larq's FlipRatio; ``flip_ratio/<layer>``, ``_mean``)
     GradientStability  per binarized layer and epoch, the mean over steps of var(|dL/dW|)
                        (ReSTE's "gradient stability"; ``grad_abs_var/<layer>``, ``_mean``)
-    BestValidation     the scores (and weights) of the epoch best on the validation split's
+    BestValidation     the scores (and weights) of the evaluation best on the validation split's
                        primary metric
+    BestTest           without a validation split, the scores of the evaluation best on the test
+                       split's primary metric (a test-set selection, labelled)
     Curves             per epoch: train means, validation (``val_*``) and test (``test_*``)
                        scores, the epoch's starting lr and SURGE's mean lambda, to the
                        reporter (the results database)
@@ -29,6 +31,10 @@ A family supplies its data, its model, a train step and an evaluation
                        diagnose``): the model's weights before training and after every epoch,
                        kept after the run (:mod:`bench.states`)
     Checkpointing      restore before training (resume), save after every epoch
+
+Every evaluation (after each epoch, and with ``config.eval_steps`` = N > 0 after every N-th
+optimizer step too) calls the hooks' ``after_evaluation`` once: Divergence, BestValidation and
+BestTest see each one there, mid-epoch ones included.
 
 Detection keeps mmengine's Runner; ``tasks/detection/hooks.py`` drives the same hook
 objects from mmengine's hook points, so the two loops share every rule above.
@@ -86,8 +92,9 @@ class TrainState:
     train_values: dict[str, float] = dataclasses.field(default_factory=dict)
     scores: dict[str, float] = dataclasses.field(default_factory=dict)  # the last evaluation
     evaluated: bool = False         # whether this epoch ended with an evaluation (detection: val_every)
-    best: dict = dataclasses.field(default_factory=dict)  # {"epoch", "scores"} of the best validation epoch
-    best_test: dict = dataclasses.field(default_factory=dict)  # the same of the best test epoch (BestTest)
+    best: dict = dataclasses.field(default_factory=dict)  # {"epoch", "step", "scores"} of the best validation
+    best_test: dict = dataclasses.field(default_factory=dict)  # the same of the best test evaluation (BestTest)
+    eval_steps: int = 0             # config.eval_steps: > 0, final_metrics also stores the best one's step
     scaler: Any = None              # fp16's torch.amp.GradScaler: its state is checkpointed
 
 
@@ -104,6 +111,7 @@ class Hook:
     def before_epoch(self, state: TrainState) -> None: ...
     def before_step(self, state: TrainState) -> None: ...
     def after_step(self, state: TrainState) -> None: ...
+    def after_evaluation(self, state: TrainState) -> None: ...  # state.scores: this evaluation's
     def after_epoch(self, state: TrainState) -> None: ...
     def after_train(self, state: TrainState) -> None: ...
 
@@ -117,8 +125,8 @@ class Divergence(Hook):
     def after_step(self, state: TrainState) -> None:
         check_finite(state.loss, "training loss", state.step)
 
-    def after_epoch(self, state: TrainState) -> None:
-        for name, value in (state.scores if state.evaluated else {}).items():
+    def after_evaluation(self, state: TrainState) -> None:
+        for name, value in state.scores.items():
             check_finite(value, f"evaluation {name}", state.step)
 
 
@@ -311,23 +319,24 @@ BEST_VAL = "@best_val"
 
 
 class BestValidation(Hook):
-    """Keeps the scores of the epoch whose validation primary metric (``val_<primary>``) is best
-    (the first of equals), and with ``keep_weights`` a CPU copy of the model's weights then, so
-    the test split can be scored on them once training is over; nothing without a validation
-    split. The papers differ in whether they report the last epoch or the best one;
-    :func:`final_metrics` stores both."""
+    """Keeps the scores of the evaluation (an epoch's, or with ``eval_steps`` a mid-epoch one)
+    whose validation primary metric (``val_<primary>``) is best (the first of equals), its epoch
+    and optimizer step, and with ``keep_weights`` a CPU copy of the model's weights then, so the
+    test split can be scored on them once training is over; nothing without a validation split.
+    The papers differ in whether they report the last epoch or the best one; :func:`final_metrics`
+    stores both."""
 
     def __init__(self, primary: Optional[str], higher_is_better: bool = True, keep_weights: bool = False) -> None:
         self.key = f"{VALIDATION_PREFIX}{primary}" if primary else None
         self.higher_is_better, self.keep_weights = higher_is_better, keep_weights
 
-    def after_epoch(self, state: TrainState) -> None:
-        value = state.scores.get(self.key) if state.evaluated and self.key else None
+    def after_evaluation(self, state: TrainState) -> None:
+        value = state.scores.get(self.key) if self.key else None
         if value is None:
             return
         best = state.best.get("scores", {}).get(self.key)
         if best is None or (value > best if self.higher_is_better else value < best):
-            state.best = {"epoch": state.epoch, "scores": dict(state.scores)}
+            state.best = {"epoch": state.epoch, "step": state.step, "scores": dict(state.scores)}
             if self.keep_weights:
                 plain = getattr(state.model, "module", state.model)  # a DDP-wrapped model's own
                 state.best["weights"] = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
@@ -346,14 +355,14 @@ class BestTest(Hook):
     def __init__(self, primary: Optional[str], higher_is_better: bool = True) -> None:
         self.primary, self.higher_is_better = primary, higher_is_better
 
-    def after_epoch(self, state: TrainState) -> None:
-        value = state.scores.get(self.primary) if state.evaluated and self.primary else None
+    def after_evaluation(self, state: TrainState) -> None:
+        value = state.scores.get(self.primary) if self.primary else None
         if value is None or any(k.startswith(VALIDATION_PREFIX) for k in state.scores):
             return
         best = state.best_test.get("scores", {}).get(self.primary)
         evaluations = state.best_test.get("evaluations", 0) + 1
         if best is None or (value > best if self.higher_is_better else value < best):
-            state.best_test = {"epoch": state.epoch, "scores": dict(state.scores)}
+            state.best_test = {"epoch": state.epoch, "step": state.step, "scores": dict(state.scores)}
         state.best_test["evaluations"] = evaluations
 
 
@@ -369,14 +378,20 @@ def scores_with(model: torch.nn.Module, weights: dict, evaluate: Callable[[torch
 
 def final_metrics(state: TrainState) -> dict[str, float]:
     """What a run stores: the last evaluation's scores, and where a validation split chose an
-    epoch, that epoch's scores under ``<name>@best_val`` and its number as ``best_val_epoch``."""
+    evaluation, its scores under ``<name>@best_val`` and the epoch it fell in as ``best_val_epoch``
+    (with ``eval_steps`` > 0 also its optimizer step, ``best_val_step``); the same of the best test
+    evaluation under ``@best_test``, ``best_test_epoch`` and ``best_test_step``."""
     metrics = dict(state.scores)
     if state.best:
         metrics.update({f"{k}{BEST_VAL}": v for k, v in state.best["scores"].items()})
         metrics["best_val_epoch"] = float(state.best["epoch"])
+        if state.eval_steps > 0 and "step" in state.best:
+            metrics["best_val_step"] = float(state.best["step"])
     if state.best_test.get("evaluations", 0) > 1:
         metrics.update({f"{k}{BEST_TEST}": v for k, v in state.best_test["scores"].items()})
         metrics["best_test_epoch"] = float(state.best_test["epoch"])
+        if state.eval_steps > 0 and "step" in state.best_test:
+            metrics["best_test_step"] = float(state.best_test["step"])
     return metrics
 
 
@@ -503,10 +518,16 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     """Train ``model`` for ``epochs`` (default ``config.epochs``) with the config's optimizer and
     schedule, evaluating after every epoch; returns :func:`final_metrics` and the costs.
 
+    ``config.eval_steps`` = N > 0: also after every N-th optimizer step (counted from the run's
+    first, so a resumed run evaluates at the same steps) that does not end an epoch, the same way
+    (the validation split, else the test split), the model back in train mode after it. It draws no
+    random number of the training's, so the weights and the last scores are those of N = 0; the
+    hooks' ``after_evaluation`` sees each evaluation, so the best one may fall mid-epoch.
+
     ``evaluate`` scores the test split, ``validate`` the validation split (``val_*`` scores; None
     for a run without one); both see the unwrapped model on every rank (the full set each). With a
-    validation split, every epoch is scored on it and ``primary``'s score picks the best epoch;
-    the test split is scored once training is over, on the last weights and on the best epoch's
+    validation split, every epoch is scored on it and ``primary``'s score picks the best evaluation;
+    the test split is scored once training is over, on the last weights and on the best evaluation's
     (kept in memory), so it is never looked at to train or to choose. Without one, every epoch is
     scored on the test split, as the papers do.
 
@@ -528,7 +549,19 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
     timing = next(h for h in hooks if isinstance(h, Timing))
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, epochs=epochs, total_steps=total_steps,
                        label=label, generator=getattr(train_loader, "generator", None),
-                       steps_per_epoch=len(train_loader), scaler=precision.scaler)
+                       steps_per_epoch=len(train_loader), scaler=precision.scaler, eval_steps=config.eval_steps)
+
+    def evaluation(last: bool) -> None:
+        """Score the validation split (else the test split; after the ``last`` epoch both) into
+        ``state.scores``, then the hooks' ``after_evaluation``."""
+        scores = validate(plain_model) if validate is not None else None
+        if scores is None:
+            scores = evaluate(plain_model)
+        elif last:
+            scores = {**evaluate(plain_model), **scores}
+        state.scores, state.evaluated = scores, True
+        _call(hooks, "after_evaluation", state)
+
     _call(hooks, "before_train", state)
     precision.start()
     for epoch in range(state.first_epoch, epochs + 1):
@@ -540,7 +573,7 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
         loss_sum, state.seen, sums = 0.0, 0, {}
         skipped_before = precision.skipped_steps
         state.epoch_started = time.perf_counter()
-        for batch in train_loader:
+        for index, batch in enumerate(train_loader):
             batch = to_device(batch, context.device)
             if config.channels_last:
                 batch = channels_last(batch)
@@ -555,19 +588,19 @@ def fit(model: torch.nn.Module, config, train_loader, train_step: Callable[[torc
             for name, value in out.sums.items():
                 sums[name] = sums.get(name, 0.0) + value
             _call(hooks, "after_step", state)
+            if config.eval_steps and state.step % config.eval_steps == 0 and index + 1 < state.steps_per_epoch:
+                evaluation(last=False)  # mid-epoch: the epoch's end evaluates anyway
+                model.train()
         seen = max(state.seen, 1)
         state.train_values = {"train_loss": loss_sum / seen, **{name: total / seen for name, total in sums.items()}}
         if precision.scaler is not None:  # fp16: the steps the scaler skipped this epoch, and its scale after it
             state.train_values.update(amp_skipped_steps=float(precision.skipped_steps - skipped_before),
                                       amp_scale=precision.scaler.get_scale())
-        scores = validate(plain_model) if validate is not None else None
-        if scores is None:
-            scores = evaluate(plain_model)
-        elif epoch == epochs:
-            scores = {**evaluate(plain_model), **scores}
-        state.scores, state.evaluated = scores, True
+        evaluation(last=epoch == epochs)
         _call(hooks, "after_epoch", state)
-    if "weights" in state.best and state.best["epoch"] != epochs:
+    # the best evaluation was the last one unless it came earlier (a checkpoint of before steps were kept: its epoch)
+    best_is_last = state.best.get("epoch") == epochs and state.best.get("step", state.step) == state.step
+    if "weights" in state.best and not best_is_last:
         state.best["scores"] = {**scores_with(plain_model, state.best["weights"], evaluate), **state.best["scores"]}
     _call(hooks, "after_train", state)
     return FitResult(final_metrics(state), timing.timer.mean_ms, timing.peak_memory_mb)

@@ -91,11 +91,11 @@ def _follow(config: RunConfig, task, quiet: bool, device: Optional[str], checkpo
 
 def metric_direction(name: str, specs) -> bool:
     """Whether higher is better for a stored metric: its family metric's direction, also under
-    the ``val_`` prefix and the ``@best_val`` / ``@best_test`` suffixes; ``best_val_epoch`` and
-    ``best_test_epoch`` (counts) are "higher"."""
+    the ``val_`` prefix and the ``@best_val`` / ``@best_test`` suffixes; ``best_val_epoch``,
+    ``best_test_epoch``, ``best_val_step`` and ``best_test_step`` (counts) are "higher"."""
     from bench.engine import BEST_TEST, BEST_VAL, VALIDATION_PREFIX
 
-    if name in ("best_val_epoch", "best_test_epoch"):
+    if name in ("best_val_epoch", "best_test_epoch", "best_val_step", "best_test_step"):
         return True
     base = name.removesuffix(BEST_VAL).removesuffix(BEST_TEST).removeprefix(VALIDATION_PREFIX)
     return {spec.key: spec.higher_is_better for spec in specs}[base]

@@ -109,7 +109,7 @@ def field_choices() -> dict[str, str]:
         "channels_last": "true|false", "optimizer": one_of(OPTIMIZERS), "schedule": one_of(SCHEDULES),
         "milestones": "fractions, e.g. 0.3,0.6,0.9 (schedule step)", "warmup_start": "a factor in [0, 1)",
         "epochs": "N", "batch_size": "N", "lr": "x", "momentum": "x", "weight_decay": "x", "warmup_epochs": "x",
-        "train_subset": "N|none", "eval_subset": "N|none",
+        "train_subset": "N|none", "eval_subset": "N|none", "eval_steps": "N (0: once per epoch)",
     }
 
 
@@ -160,6 +160,7 @@ FIELD_RULES: dict[str, Any] = {
     "warmup_epochs": Range(0),
     "train_subset": Range(1, integer=True, optional=True),
     "eval_subset": Range(1, integer=True, optional=True),
+    "eval_steps": Range(0, integer=True),
     "optimizer": OneOf(OPTIMIZERS),
     "schedule": OneOf(SCHEDULES),
 }
@@ -175,6 +176,9 @@ def check_values(config, task) -> None:
     if config.init != "scratch" and not task.supports_init:
         raise UserError(f"task {task.name} does not start from init={config.init!r}: it has its own starting "
                         f"points (see its options); leave init=scratch")
+    if config.eval_steps and not task.evaluates_every_steps():
+        raise UserError(f"eval_steps {config.eval_steps}: task {task.name} trains with {task.own_loop}; "
+                        f"leave eval_steps=0")
     if task.blocks:
         OneOf(tuple(task.blocks)).check(f"block for task {task.name}", config.block)
     elif config.block is not None:

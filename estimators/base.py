@@ -99,6 +99,11 @@ class Estimator:
         a layer built with ``weight_grad="identity"``)."""
         raise NotImplementedError
 
+    def binarize_activation(self, x: Tensor) -> Tensor:
+        """sign(x) with this estimator's activation gradient, for a binarized activation outside a
+        layer's op (BiBERT's and BiT's query, key and value before the attention matmuls)."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass
 class ElementwiseEstimator(Estimator):
@@ -153,7 +158,7 @@ class ElementwiseEstimator(Estimator):
         return sign_with_surrogate_grad(w, None if identity else self.weight_grad_fn())
 
     def layer_forward(self, layer: "BinaryLayer", x: Tensor) -> Tensor:
-        return layer.functional(self.binarize_activation(x), layer.effective_weight(), layer.bias)
+        return layer.functional(layer.binary_input(x, self.binarize_activation), layer.effective_weight(), layer.bias)
 
 
 def check_positive(estimator: Estimator, *names: str) -> None:

@@ -121,6 +121,9 @@ class BinaryLayer:
         self.estimator = estimator
         self.options = options
         self.progress = 0.0  # training progress, for ReCU's tau
+        # BiT's elastic binarizer of the input (estimators.elastic), set by a task that binarizes as
+        # BiT does (a submodule once set); None: the input is sign(x)
+        self.input_binarizer = None
 
     def _init_scale(self) -> None:
         """ReCU's learnable alpha, one per output channel (called once the weight is in place)."""
@@ -186,6 +189,11 @@ class BinaryLayer:
 
     def forward(self, x: Tensor) -> Tensor:
         return self.estimator.layer_forward(self, x)
+
+    def binary_input(self, x: Tensor, sign) -> Tensor:
+        """The layer's binarized input: ``sign(x)`` (the estimator's sign with its surrogate), or
+        the elastic binarizer's ``alpha * sign(x + b)`` / {0, alpha} around it."""
+        return sign(x) if self.input_binarizer is None else self.input_binarizer(x, sign)
 
     def functional(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         raise NotImplementedError

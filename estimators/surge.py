@@ -22,6 +22,11 @@ A layer-level estimator. For a binarized layer y = op(x, W) (conv2d or linear):
     estimators.layers; the Function returns op_W^T(sign(x), delta) for it and autograd carries
     that on through alpha, the weight surrogate and the balance, as for the base estimator.)
 
+A linear layer whose input goes through BiT's elastic binarizer (``scale * sign(u) + offset``,
+estimators.elastic) runs the same Function on u: f_b = op(sign(u), scale * alpha sign(W)) plus the
+offset's response offset * op(1, alpha sign(W)), f_a = op(u, W_a); the forward equals the
+elementwise estimators' (tested).
+
 All four backward products and lambda are computed inside one autograd Function, so
 lambda is the exact one of the same step; the cost is 1 forward + 4 backward products
 against STE's 1 + 2. In ``model.eval()`` (or without grad) the layer is the base
@@ -155,6 +160,11 @@ class SURGE(Estimator):
     def binarize_weight(self, w: Tensor, identity: bool = False) -> Tensor:
         return self.base_estimator.binarize_weight(w, identity)
 
+    def binarize_activation(self, x: Tensor) -> Tensor:
+        """An activation binarized outside a layer (BiBERT's Q/K/V): the base estimator's sign; no
+        auxiliary path, as there is no layer op to compensate."""
+        return self.base_estimator.binarize_activation(x)
+
     def attach(self, layers: list[BinaryLayer]) -> None:
         """Give the last k (default: all) binarized conv/linear layers their auxiliary path."""
         layers = [layer for layer in layers if not isinstance(layer, nn.Embedding)]
@@ -189,4 +199,13 @@ class SURGE(Estimator):
         if not (getattr(layer, "dpgc", False) and layer.training and torch.is_grad_enabled()):
             return self.base_estimator.layer_forward(layer, x)
         w_a = layer.weight if layer.aux_weight is None else layer.aux_weight
-        return _DualPath.apply(x, layer.effective_weight(), w_a, layer.bias, layer, self)
+        weight = layer.effective_weight()
+        if layer.input_binarizer is None:
+            return _DualPath.apply(x, weight, w_a, layer.bias, layer, self)
+        # BiT's elastic input scale * sign(u) + offset of a linear layer: the op runs on sign(u) with
+        # the scale in the weight, the offset's response added (u is the real input both paths see)
+        u, scale, offset = layer.input_binarizer.affine(x)
+        out = _DualPath.apply(u, scale * weight, w_a, layer.bias, layer, self)
+        if isinstance(offset, float) and offset == 0:
+            return out
+        return out + (offset * weight.sum(dim=1)).to(out.dtype)  # autocast: out's dtype, as elementwise

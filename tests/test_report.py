@@ -344,15 +344,22 @@ def test_the_primary_metric_is_the_stored_one_of_the_latest_run_not_a_vote(tmp_p
 
 
 def test_the_average_column_is_where_the_runs_asked_for_it(tmp_path):
-    db = ResultsDB(f"sqlite:///{tmp_path}/a.sqlite")
-    for dataset, value in (("rte", 60.0), ("mrpc", 80.0)):
-        run_id = add_run(db, "surge", 0, value, task="glue", dataset=dataset, model="bert")
-        with db.session() as s:  # what the runner stores for a family with report_average
-            from bench.db import Run
+    """A family with report_average and no GLUE tasks: the mean of the primary metrics per model; on
+    GLUE tasks the GLUE table has the average instead (tests/test_report_glue.py)."""
+    from bench.db import Run
 
+    db = ResultsDB(f"sqlite:///{tmp_path}/a.sqlite")
+    for task, dataset, value in (("nlp", "toy_a", 60.0), ("nlp", "toy_b", 80.0), ("glue", "rte", 60.0),
+                                 ("glue", "sst2", 80.0)):
+        run_id = add_run(db, "surge", 0, value, task=task, dataset=dataset, model="bert", primary_name="accuracy")
+        with db.session() as s:  # what the runner stores for a family with report_average
             s.get(Run, run_id).report_average = True
-    results = _table(build_tables(db), "glue", "results")
+    tables = build_tables(db)
+    results = _table(tables, "nlp", "results")
     assert results.columns[-1] == "average / bert" and results.cell("surge", "average / bert").mean == 70.0
+    assert _table(tables, "glue", "results").columns == ["rte / bert", "sst2 / bert"]
+    assert _table(tables, "glue", "glue").cell("surge", "avg (2 tasks, no CoLA, MRPC, STS-B, QQP, MNLI, QNLI, "
+                                                        "WNLI)").mean == 70.0
 
 
 def test_the_report_reads_only_the_database():

@@ -9,7 +9,8 @@ its direction are the ones the runs stored, row names are the stored variants
 Modules: ``tables`` (the table model and building it), ``columns`` (which runs a column holds),
 ``statistics`` (what a cell says), ``paired`` (paired differences to a reference, Holm, the
 minimal detectable difference), ``deltas`` (their table), ``aggregate`` (rliable across columns),
-``efficiency`` (cost per estimator, ratios to clipped_ste), ``render`` (markdown, LaTeX),
+``efficiency`` (cost per estimator, ratios to clipped_ste), ``glue`` (GLUE's task scores and
+average as the leaderboard defines them), ``render`` (markdown, LaTeX),
 ``figures`` (learning curves), ``forest`` (paired differences), ``document`` (the files).
 
 Tables
@@ -31,6 +32,14 @@ Tables
     * aggregate: rliable's IQM of scores relative to fp32 and probability of improvement
       over the reference across the columns, or a message saying why not.
 
+    For a family that asks for an average (``report_average``: GLUE), :func:`bench.report.glue.glue_tables`
+    adds a GLUE table per (task, preset, model) after the results table: a column per GLUE task with
+    its official metric(s) (``MRPC (F1/acc)``, ``STS-B (P/S)``, ``MNLI (m/mm)``) and score (their
+    unweighted mean), and the average of the scores over the tasks present, labelled with them
+    (``GLUE score (9 tasks)``, ``avg (8 tasks, no WNLI)``), empty for an estimator missing a task.
+    Without GLUE tasks (or for another such family) the results table gets an "average / model"
+    column instead: the mean of the primary metrics.
+
     Rows: ``fp32`` first, ``clipped_ste`` second (the references), then the other
     estimators alphabetically. A missing cell is ``–`` in markdown, ``--`` in LaTeX.
     Values print with 2 decimals, or 4 in a column whose values all lie in (-1, 1).
@@ -47,8 +56,8 @@ Figures
     intervals, a panel per column.
 
 :func:`write_report` writes ``results.md``, ``results.tex`` (a complete document),
-``tables/<task>_<preset>.tex`` (+ ``_deltas.tex``, ``_aggregate.tex``) for ``\\input`` into a
-paper, ``figures/forest_<task>_<preset>.png`` and ``figures/curves_<task>_<dataset>_<model>_<preset>.png``.
+``tables/<task>_<preset>.tex`` (+ ``_deltas.tex``, ``_aggregate.tex``; GLUE's ``<task>-<preset>-glue-<model>.tex``)
+for ``\\input`` into a paper, ``figures/forest_<task>_<preset>.png`` and ``figures/curves_<task>_<dataset>_<model>_<preset>.png``.
 """
 from bench.report.aggregate import aggregate
 from bench.report.columns import DEFAULT_REFERENCE, UnknownReference
@@ -56,6 +65,7 @@ from bench.report.document import FORMATS, write_report
 from bench.report.efficiency import build_efficiency_tables
 from bench.report.figures import plot_learning_curves
 from bench.report.forest import plot_forests
+from bench.report.glue import GLUE_TASKS, glue_tables
 from bench.report.paired import CI_METHODS, minimal_detectable_difference, paired_column
 from bench.report.render import latex_escape, render_latex_table, render_markdown_table
 from bench.report.tables import Cell, ColumnMetric, ReportTable, build_tables, order_estimators
@@ -64,5 +74,5 @@ __all__ = [
     "FORMATS", "write_report", "build_efficiency_tables", "plot_learning_curves", "latex_escape", "render_latex_table",
     "render_markdown_table", "Cell", "ColumnMetric", "ReportTable", "build_tables", "order_estimators",
     "aggregate", "DEFAULT_REFERENCE", "UnknownReference", "plot_forests", "CI_METHODS",
-    "minimal_detectable_difference", "paired_column",
+    "minimal_detectable_difference", "paired_column", "GLUE_TASKS", "glue_tables",
 ]

@@ -28,7 +28,7 @@ DIAGNOSTICS_FIGURES = "diagnostics_"
 
 
 def _table_stem(table: ReportTable) -> str:
-    if table.kind in SECTION_KINDS:
+    if table.kind in SECTION_KINDS + ("glue",):  # a GLUE table's label names its model
         return table.label.removeprefix("tab:")
     stem = f"{slug(table.task)}_{slug(table.preset)}"
     return stem + (f"_{table.kind}" if table.kind in ("deltas", "aggregate") else "")

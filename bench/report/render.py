@@ -36,6 +36,9 @@ def _cell_text(cell: Cell, fmt: str) -> str:
     else:
         pm = " ± " if fmt == "md" else r" $\pm$ "
         text = _fmt_number(cell.mean, cell.decimals)
+        if cell.parts:  # "88.10/84.30 → 86.20": the metrics, then their mean
+            arrow = " → " if fmt == "md" else r" $\rightarrow$ "
+            text = "/".join(_fmt_number(p, cell.decimals) for p in cell.parts) + arrow + text
         if cell.std is not None:
             text += pm + _fmt_number(cell.std, cell.decimals)
         text += f" (n={cell.n})"
@@ -54,12 +57,12 @@ _TEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--", "—": "---", "<": r"$<$", ">": r"$>$",
-    "|": r"$|$",
+    "|": r"$|$", "→": r"$\rightarrow$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials (``_ % & # $ { } ~ ^ \\``) and map ± Δ − – — < > | to LaTeX."""
+    """Escape LaTeX specials (``_ % & # $ { } ~ ^ \\``) and map ± Δ − – — < > | → to LaTeX."""
     return "".join(_TEX_SPECIALS.get(ch, ch) for ch in str(text))
 
 

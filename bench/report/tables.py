@@ -27,6 +27,7 @@ class Cell:
     text: Optional[str] = None     # shown as it is (a count such as 11.2M, a device name)
     interval: Optional[tuple[float, float]] = None
     significant: bool = False
+    parts: Optional[tuple[float, ...]] = None   # the means ``mean`` averages, shown before it (GLUE's F1/acc)
 
     @property
     def missing(self) -> bool:
@@ -111,6 +112,32 @@ def full_precision_notes(columns) -> list[str]:
             for c in columns if c.block in ("bireal", "reactnet") and (c.runs["estimator"] == "fp32").any()]
 
 
+def rank_columns(cells: list[list[Cell]], metrics: list[ColumnMetric], paired: list, estimators: list[str],
+                 columns: list[str], select: str) -> list[str]:
+    """Per column of ``cells`` (rows = ``estimators``): the displayed decimals, then unless the
+    scores are test-selected (``select="best"``) the best mean in bold and the significance marker
+    where the column's :class:`~bench.report.paired.PairedColumn` (``paired[j]``; none past the
+    end) ranks; the notes of the columns that do not rank."""
+    from bench.report import statistics
+    from bench.report.paired import NOT_RANKED, ranked, significant
+
+    notes = []
+    for j, metric in enumerate(metrics):
+        column = [row[j] for row in cells]
+        places = statistics.decimals([v for c in column if not c.missing for v in (c.mean, *(c.parts or ()))])
+        for c in column:
+            c.decimals = places
+        if select == "best":
+            continue
+        if j < len(paired) and not ranked(paired[j]):
+            notes.append(f"{columns[j]}: {NOT_RANKED}")
+            continue
+        statistics.mark_best(column, metric.higher_is_better)
+        for estimator, c in zip(estimators, column):
+            c.significant = j < len(paired) and significant(paired[j], estimator)
+    return notes
+
+
 def _empty_table(message: str, preset: Optional[str]) -> ReportTable:
     return ReportTable(task="", preset=preset or "", kind="empty", title="No finished runs",
                        label="tab:no-results", message=message)
@@ -132,7 +159,8 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
     from bench.report import statistics
     from bench.report.aggregate import aggregate_table
     from bench.report.deltas import MARKER_LEGEND, deltas_table
-    from bench.report.paired import CI_METHODS, NOT_RANKED, paired_column, ranked, significant
+    from bench.report.glue import glue_tables
+    from bench.report.paired import CI_METHODS, paired_column
 
     if ci not in CI_METHODS:
         raise ValueError(f"unknown confidence interval {ci!r}; valid: {', '.join(CI_METHODS)}")
@@ -169,25 +197,14 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
                         "e.g. lr or epochs) share this cell."
                     )
         paired = [paired_column(column, reference, ci) for column in group.columns]
-        if group.frame["report_average"].astype("boolean").fillna(False).any():
+        glue = glue_tables(group, reference, ci, select)   # GLUE's score there, not a mean of primary metrics
+        if group.frame["report_average"].astype("boolean").fillna(False).any() and not glue:
             keys = [(c.dataset, c.model) for c in group.columns]
             statistics.average_cells(keys, columns, metrics, stats, estimators, column_label)
 
         results_cells = [[dataclasses.replace(stats.get((e, j), Cell())) for j in range(len(columns))]
                          for e in estimators]
-        for j, metric in enumerate(metrics):
-            column = [row[j] for row in results_cells]
-            places = statistics.decimals([c.mean for c in column if not c.missing])
-            for c in column:
-                c.decimals = places
-            if select == "best":
-                continue
-            if j < len(paired) and not ranked(paired[j]):
-                notes.append(f"{columns[j]}: {NOT_RANKED}")
-                continue
-            statistics.mark_best(column, metric.higher_is_better)
-            for estimator, c in zip(estimators, column):
-                c.significant = j < len(paired) and significant(paired[j], estimator)
+        notes += rank_columns(results_cells, metrics, paired, estimators, columns, select)
 
         name = slug(f"{task}-{preset_name}")
         metric_text = "; ".join(
@@ -203,6 +220,7 @@ def build_tables(db, preset: Optional[str] = None, reference: Optional[str] = No
                             " (see the deltas table). ") + metric_text),
             notes=notes,
         ))
+        tables += glue
         if select == "best":  # maxima over test epochs: no paired intervals or aggregate rank on them
             notes.append("scores at each run's best test epoch, a test-set selection: not ranked, no paired "
                          "differences; compare with papers that report it, rank on --select last or best_val")

@@ -219,7 +219,8 @@ class ClassificationTask(Task):
         """The RunConfig a teacher the suite trains is keyed by (its cache folder's hash): the run's
         data and recipe with the fp32 estimator, seed 0, ``teacher_epochs`` and ``teacher_weight_decay``;
         the settings that do not act on a full-precision model (binarization, init, the student's
-        distillation) at their defaults, so students that differ only in them share one teacher."""
+        distillation) at their defaults, so students that differ only in them share one teacher; so is
+        ``eval_steps``, which never changes the weights."""
         options = config.options
         name = options["teacher_model"] or config.model
         weight_decay = options["teacher_weight_decay"]
@@ -227,7 +228,7 @@ class ClassificationTask(Task):
             config, model=name, block=None if name == TORCHVISION_RESNET34 else config.block,
             estimator="fp32", estimator_hparams={}, scope="standard", weight_scale="channel",
             weight_grad="surrogate", weight_balance="none", weight_clip="none", pad_value=0.0, binary_weights=True,
-            init="scratch", seed=0, epochs=int(options["teacher_epochs"]) or config.epochs,
+            init="scratch", eval_steps=0, seed=0, epochs=int(options["teacher_epochs"]) or config.epochs,
             weight_decay=config.weight_decay if weight_decay is None else float(weight_decay),
             options={**options, "kd": "none", "teacher_model": "", "teacher_checkpoint": "", "teacher_epochs": 0,
                      "teacher_weight_decay": None, "step1_weight_decay": None})

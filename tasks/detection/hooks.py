@@ -133,6 +133,7 @@ class EngineHooks(Hook):
             validation = {f"{VALIDATION_PREFIX}{name}": value for name, value in scores.items()}
             scores = {**self._named(runner.test_loop.run()), **validation}
         self.state.scores, self.state.evaluated = scores, True
+        self._call("after_evaluation")  # the NaN guard and the best evaluation, as in bench.engine.fit
         self._call("after_epoch")
 
     def after_train(self, runner) -> None:

@@ -133,6 +133,9 @@ class DetectionTask(Task):
     scope_registry = SCOPES
     #: precision through mmengine's AmpOptimWrapper; channels_last is refused (check_run_options)
     applies_precision = True
+    #: eval_steps > 0 is refused (bench.validation.check_values)
+    own_loop = ("mmengine's Runner, not bench.engine.fit: its val loop runs at epoch ends only (every "
+                "val_interval epochs), so it cannot evaluate every eval_steps optimizer steps")
     presets = (*recipes.PRESETS, *recipes.ALIASES)
     preset_sources = recipes.SOURCES
     Options = DetectionOptions

@@ -1,18 +1,22 @@
 """Binarized BERT for GLUE: any BertForSequenceClassification-compatible checkpoint.
 
-Scopes (recorded with every result):
+Scopes (recorded with every result): the suite's own two here; BiBERT's and BiT's (``bibert``,
+``bit``: binary word embedding, pooler, and Q/K/V before the attention matmuls) in
+tasks/glue/paper_scopes.py.
     encoder              every encoder linear (query, key, value, attention output, both FFN
                          linears) gets binary weights and binary input activations; embeddings,
-                         pooler and classifier stay full precision (BiBERT's setting)
-    encoder+embeddings   the same, plus binary word/position/token-type embedding tables (BiT)
+                         pooler and classifier stay full precision; attention multiplies the real
+                         query and key. Not any paper's setting: BiBERT and BiT binarize more
+    encoder+embeddings   the same, plus binary word, position and token-type embedding tables
 
-Attention (task option ``attention``):
+Attention (task option ``attention``, for these two scopes):
     softmax              the usual full-precision attention probabilities
-    binary               BiBERT's Bi-Attention (Qin et al., ICLR 2022, arXiv:2203.06390):
-                         probabilities replaced by bool(scores) in {0, 1} (1 where the scaled,
-                         masked score is >= 0), with a clipped straight-through gradient, so
-                         query and key still receive gradient. The attention output feeds a
+    binary               BiBERT's bool attention (Qin et al., ICLR 2022, arXiv:2203.06390) on the
+                         real scores: probabilities replaced by bool(scores) in {0, 1} (1 where the
+                         scaled, masked score is >= 0), with a clipped straight-through gradient,
+                         so query and key still receive gradient. The attention output feeds a
                          binarized linear, whose sign() makes the missing normalisation moot.
+                         (BiBERT itself multiplies sign(Q) sign(K): scope ``bibert``.)
 """
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ from torch import Tensor, nn
 from bench.errors import DataMissingError
 from estimators.registry import Registry
 
-#: the GLUE scopes: every encoder linear layer, and optionally the embeddings; the pooler and
-#: the classifier always stay full precision (BiBERT, BiT)
+#: the GLUE scopes: every encoder linear layer, and optionally the embeddings, the pooler and the
+#: classifier full precision; paper_scopes registers ``bibert`` and ``bit`` here too
 SCOPES: Registry[Callable[[list[tuple[str, nn.Module]]], dict[str, str]]] = Registry("GLUE scope")
 ATTENTIONS = ("softmax", "binary")
 BINARY_ATTENTION = "surge_bench_binary_attention"

@@ -1,18 +1,40 @@
-"""Tokenised GLUE examples and their padding collate function."""
+"""The tokenised GLUE examples the loaders see, and their padding collate function.
+
+:class:`EncodedExamples` holds, per example, the token lists exactly as the tokenizer returned them
+(read from a :func:`~tasks.glue.data.tokenized.tokenize` Dataset) and the labels as one tensor;
+``make_collate`` pads a batch of them with the tokenizer.
+"""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
+from tasks.glue.data.common import Example, dataset_from_examples
+from tasks.glue.data.tokenized import KEPT_COLUMNS, tokenize
+
+if TYPE_CHECKING:
+    import datasets
+
 
 class EncodedExamples(torch.utils.data.Dataset):
-    """Tokenised examples: input ids (and segment ids) per example, plus labels."""
+    """Tokenised examples: per example its token lists (input ids, segment ids, attention mask) as
+    the tokenizer returned them, plus the labels as one tensor."""
 
-    def __init__(self, examples, tokenizer, max_length: int, regression: bool) -> None:
-        texts_a = [e.text_a for e in examples]
-        texts_b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
-        self.encodings = tokenizer(texts_a, texts_b, truncation=True, max_length=max_length)
+    def __init__(self, examples: "datasets.Dataset | Sequence[Example]", tokenizer=None,
+                 max_length: Optional[int] = None, regression: bool = False) -> None:
+        """``examples``: a Dataset from :func:`tokenize`; or, with ``tokenizer`` and ``max_length``,
+        :class:`Example` objects or a :data:`~tasks.glue.data.common.COLUMNS` Dataset, tokenised
+        here (no disk cache)."""
+        if tokenizer is not None:
+            if not hasattr(examples, "column_names"):
+                examples = dataset_from_examples(list(examples), regression)
+            examples = tokenize(examples, tokenizer, int(max_length))
+        token_columns = [c for c in examples.column_names if c not in KEPT_COLUMNS]
+        table = examples.select_columns([*token_columns, "label"]).to_dict()
+        self.encodings = {c: table[c] for c in token_columns}
         dtype = torch.float32 if regression else torch.long
-        self.labels = torch.tensor([e.label for e in examples], dtype=dtype)
+        self.labels = torch.tensor(table["label"], dtype=dtype)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -5,11 +5,14 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from bench.errors import DataMissingError
 
-from tasks.glue.data.common import Column, Example, GlueFormatError, GlueDatasetSpec, get_dataset
+from tasks.glue.data.common import Column, GlueFormatError, GlueDatasetSpec, get_dataset, glue_dataset
+
+if TYPE_CHECKING:
+    import datasets
 
 
 
@@ -76,8 +79,9 @@ def _parse_label(spec: GlueDatasetSpec, value: str, where: str) -> float | int:
                               f"{', '.join(spec.label_names)})") from None
 
 
-def read_glue_tsv(spec: str | GlueDatasetSpec, path: str | os.PathLike) -> list[Example]:
-    """The labelled examples of one GLUE ``train``/``dev`` file in ``spec``'s layout.
+def read_glue_tsv(spec: str | GlueDatasetSpec, path: str | os.PathLike) -> "datasets.Dataset":
+    """The labelled examples of one GLUE ``train``/``dev`` file in ``spec``'s layout, in file order,
+    as a :class:`datasets.Dataset` with the columns of :data:`tasks.glue.data.common.COLUMNS`.
 
     Raises :class:`GlueFormatError` (one line naming the file and 1-based line number) for
     a wrong header, a wrong number of columns, an unknown label or an unparsable score;
@@ -86,13 +90,15 @@ def read_glue_tsv(spec: str | GlueDatasetSpec, path: str | os.PathLike) -> list[
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return _read_lines(spec, path, _lines(f, path))
+            sentence1, sentence2, labels = _read_lines(spec, path, _lines(f, path))
     except OSError as e:
         raise DataMissingError(f"cannot read {spec.title} file {path}: {e.strerror or e}") from None
+    return glue_dataset(spec, sentence1, sentence2, labels)
 
 
-def _read_lines(spec: GlueDatasetSpec, path: Path, lines) -> list[Example]:
-    """The examples in ``lines`` ((number, text) pairs of the file ``path``)."""
+def _read_lines(spec: GlueDatasetSpec, path: Path, lines) -> tuple[list, Optional[list], list]:
+    """(sentence1, sentence2 or None for a single-sentence task, labels) of the examples in ``lines``
+    ((number, text) pairs of the file ``path``)."""
     first = next(lines, None)
     if first is None:
         raise GlueFormatError(f"{path} line 1: the file is empty (expected a {spec.title} file)")
@@ -114,7 +120,9 @@ def _read_lines(spec: GlueDatasetSpec, path: Path, lines) -> list[Example]:
     text_idx = [index(c) for c in spec.text_columns]
     label_idx = index(spec.label_column)
     width = len(names)
-    examples: list[Example] = []
+    sentence1: list[str] = []
+    sentence2: Optional[list[str]] = [] if len(text_idx) > 1 else None
+    labels: list[float | int] = []
     for lineno, line in rows:
         if not line:
             continue  # a blank line (e.g. at the end of the file)
@@ -123,10 +131,11 @@ def _read_lines(spec: GlueDatasetSpec, path: Path, lines) -> list[Example]:
         if len(cells) != width:
             raise GlueFormatError(f"{where}: expected {width} tab-separated columns "
                                   f"({', '.join(names)}), got {len(cells)}")
-        label = _parse_label(spec, cells[label_idx], where)
-        texts = [cells[i] for i in text_idx]
-        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
-    return examples
+        labels.append(_parse_label(spec, cells[label_idx], where))
+        sentence1.append(cells[text_idx[0]])
+        if sentence2 is not None:
+            sentence2.append(cells[text_idx[1]])
+    return sentence1, sentence2, labels
 
 
 def _chain(first, rest):
