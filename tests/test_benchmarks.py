@@ -62,3 +62,14 @@ def test_hook_overhead_times_both_arms(tmp_path):
     row = next(line for line in out.read_text().splitlines() if line.startswith("| clipped_ste"))
     bare, hooked, ratio = (cell.strip() for cell in row.split("|")[2:5])
     assert float(bare) > 0 and float(hooked) > 0 and ratio.count("[") == 1
+
+
+def test_glue_tokenize_cache_times_cold_and_warm_and_sees_the_cache_reused(tmp_path):
+    pytest.importorskip("datasets")
+    from benchmarks import glue_tokenize_cache
+
+    out = tmp_path / "cache.md"
+    glue_tokenize_cache.main(["--pairs", "40", "--rounds", "1", "--out", str(out)])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| QQP-shaped, 40 + 4 pairs"))
+    cold, warm, ratio, reused = (cell.strip() for cell in row.split("|")[2:6])
+    assert float(cold.split()[0]) > 0 and float(warm.split()[0]) > 0 and reused == "True"
